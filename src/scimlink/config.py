@@ -1,0 +1,43 @@
+"""Settings from the environment (prefix ``SCIMLINK_``)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic_settings import BaseSettings
+from pydantic_settings import SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "scimlink"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SCIMLINK_", extra="ignore")
+
+    data_dir: Path = _default_data_dir()
+    #: The app half's database; default: ``sp.db`` under ``data_dir`` (SQLite).
+    sp_database_url: str | None = None
+    #: Public base URL of the app half (for ``meta.location``); default: taken from the request.
+    sp_public_url: str | None = None
+    sp_max_body_bytes: int = 1024 * 1024
+    sp_max_results: int = 1000
+    sp_max_filter_length: int = 2048
+    sp_max_filter_nodes: int = 50
+    sp_max_filter_depth: int = 10
+
+    @cached_property
+    def sp_database(self) -> str:
+        if self.sp_database_url:
+            return normalise_database_url(self.sp_database_url)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.data_dir / 'sp.db'}"
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs and use psycopg 3 for them."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url

@@ -1,0 +1,94 @@
+"""Tables of the app half. Its own metadata and Alembic history: it shares nothing with the directory."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean
+from sqlalchemy import ForeignKey
+from sqlalchemy import Index
+from sqlalchemy import Integer
+from sqlalchemy import MetaData
+from sqlalchemy import String
+from sqlalchemy import UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+
+from scimlink.storage.base import NAMING_CONVENTION
+from scimlink.storage.base import JsonDocument
+from scimlink.storage.base import UTCDateTime
+from scimlink.storage.base import utcnow
+
+
+class SpBase(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JsonDocument}
+
+
+class Tenant(SpBase):
+    __tablename__ = "sp_tenants"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    region: Mapped[str] = mapped_column(String(16), default="cloud")
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ScimToken(SpBase):
+    """A SCIM bearer token: only its SHA-256 is stored (security.md §3.2)."""
+
+    __tablename__ = "sp_scim_tokens"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("sp_tenants.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(32))
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SpUser(SpBase):
+    """A user as its IdP sees it: indexed columns for what IdPs filter on, plus the document."""
+
+    __tablename__ = "sp_users"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "user_name_key", name="uq_sp_users_tenant_user_name"),
+        Index("ix_sp_users_tenant_pk", "tenant_id", "pk"),
+        Index("ix_sp_users_tenant_external_id", "tenant_id", "external_id"),
+        Index("ix_sp_users_tenant_display_name", "tenant_id", "display_name_key"),
+        Index("ix_sp_users_tenant_active", "tenant_id", "active"),
+        Index("ix_sp_users_tenant_last_modified", "tenant_id", "last_modified"),
+        Index("ix_sp_users_tenant_created", "tenant_id", "created"),
+    )
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("sp_tenants.id", ondelete="CASCADE"))
+    user_name: Mapped[str] = mapped_column(String(512))
+    user_name_key: Mapped[str] = mapped_column(String(512))
+    external_id: Mapped[str | None] = mapped_column(String(512))
+    display_name_key: Mapped[str | None] = mapped_column(String(512))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created: Mapped[datetime]
+    last_modified: Mapped[datetime]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    document: Mapped[dict[str, Any]]
+
+
+class SpUserEmail(SpBase):
+    """One row per ``emails`` value so ``emails.value eq`` is an index lookup, not a JSON scan."""
+
+    __tablename__ = "sp_user_emails"
+    __table_args__ = (Index("ix_sp_user_emails_tenant_value", "tenant_id", "value_key"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_pk: Mapped[int] = mapped_column(ForeignKey("sp_users.pk", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    value_key: Mapped[str] = mapped_column(String(512))
+    type_key: Mapped[str | None] = mapped_column(String(64))
+    primary: Mapped[bool] = mapped_column(Boolean, default=False)

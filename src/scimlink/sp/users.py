@@ -1,0 +1,282 @@
+"""User use cases of the SCIM endpoint: create, read, replace, patch, delete, search.
+
+Each call runs inside one unit of work handed in by the caller and is scoped to one tenant: no
+query here runs without ``tenant_id``. Writes use optimistic concurrency on ``version`` so
+concurrent PATCHes never lose an update (security.md C3), and the unique key on the folded
+``userName`` settles races between creates (C4).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement
+from sqlalchemy import delete
+from sqlalchemy import func
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from scimlink.scim import etag
+from scimlink.scim.compat import normalise_resource
+from scimlink.scim.errors import ScimError
+from scimlink.scim.errors import not_found
+from scimlink.scim.errors import precondition_failed
+from scimlink.scim.errors import uniqueness
+from scimlink.scim.patch import custom_attributes
+from scimlink.scim.patch import patch_document
+from scimlink.scim.query import ListQuery
+from scimlink.scim.resources import dump_user
+from scimlink.scim.resources import validate_user
+from scimlink.scim.text import fold
+from scimlink.sp.models import SpUser
+from scimlink.sp.models import SpUserEmail
+from scimlink.sp.user_filters import UserScope
+from scimlink.sp.user_filters import sort_expression
+from scimlink.storage.base import utcnow
+from scimlink.storage.filter_sql import compile_filter
+
+_MAX_WRITE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class StoredUser:
+    id: str
+    version: int
+    created: datetime
+    last_modified: datetime
+    document: dict[str, Any]
+
+    @property
+    def etag(self) -> str:
+        return etag.etag(self.version)
+
+    def resource(self, base_url: str) -> dict[str, Any]:
+        """The SCIM representation: stored document plus ``id`` and ``meta`` (RFC 7643 §3.1)."""
+        body: dict[str, Any] = {"schemas": self.document.get("schemas"), "id": self.id}
+        body.update((k, v) for k, v in self.document.items() if k != "schemas")
+        body["meta"] = {
+            "resourceType": "User",
+            "created": _rfc3339(self.created),
+            "lastModified": _rfc3339(self.last_modified),
+            "location": f"{base_url}/Users/{self.id}",
+            "version": self.etag,
+        }
+        return body
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_COLUMNS = (
+    SpUser.pk,
+    SpUser.id,
+    SpUser.version,
+    SpUser.created,
+    SpUser.last_modified,
+    SpUser.document,
+)
+
+
+def _stored(row: Any) -> StoredUser:
+    return StoredUser(row.id, row.version, row.created, row.last_modified, row.document)
+
+
+def _indexed(document: dict[str, Any]) -> dict[str, Any]:
+    """Column values derived from the document (what IdPs filter on)."""
+    display = document.get("displayName")
+    return {
+        "user_name": document["userName"],
+        "user_name_key": fold(document["userName"]),
+        "external_id": document.get("externalId"),
+        "display_name_key": fold(display) if isinstance(display, str) else None,
+        "active": document.get("active", True) is not False,
+    }
+
+
+def _email_rows(tenant_id: str, user_pk: int, document: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for email in document.get("emails") or []:
+        value = email.get("value")
+        if isinstance(value, str):
+            kind = email.get("type")
+            rows.append(
+                {
+                    "user_pk": user_pk,
+                    "tenant_id": tenant_id,
+                    "value_key": fold(value),
+                    "type_key": fold(kind) if isinstance(kind, str) else None,
+                    "primary": email.get("primary") is True,
+                }
+            )
+    return rows
+
+
+def _document_from(payload: dict[str, Any], *, replacement: bool) -> dict[str, Any]:
+    payload = normalise_resource(dict(payload))
+    document = dump_user(validate_user(payload, replacement=replacement))
+    document.update(custom_attributes(payload))
+    return document
+
+
+class UserService:
+    """SCIM user operations of one tenant, inside the caller's session."""
+
+    def __init__(self, session: Session, tenant_id: str) -> None:
+        self.session = session
+        self.tenant_id = tenant_id
+        self.dialect = session.get_bind().dialect.name
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _row(self, user_id: str) -> Any:
+        row = self.session.execute(
+            select(*_COLUMNS).where(SpUser.id == user_id, SpUser.tenant_id == self.tenant_id)
+        ).one_or_none()
+        if row is None:
+            raise not_found(f"User {user_id} not found.")
+        return row
+
+    def get(self, user_id: str) -> StoredUser:
+        return _stored(self._row(user_id))
+
+    def search(self, query: ListQuery) -> tuple[int, list[StoredUser]]:
+        """One COUNT and one page query, both in SQL (RFC 7644 §3.4.2.4)."""
+        conditions: list[ColumnElement[bool]] = [SpUser.tenant_id == self.tenant_id]
+        if query.filter is not None:
+            conditions.append(compile_filter(query.filter, UserScope(self.dialect)))
+        order: list[Any] = []
+        if query.sort_by:
+            expression = sort_expression(query.sort_by, self.dialect)
+            order.append(
+                expression.desc().nulls_last()
+                if query.descending
+                else expression.asc().nulls_last()
+            )
+        order.append(SpUser.pk.desc() if query.descending and query.sort_by else SpUser.pk)
+        total = self.session.execute(
+            select(func.count()).select_from(SpUser).where(*conditions)
+        ).scalar_one()
+        if query.count == 0 or total < query.start_index:
+            return total, []
+        rows = self.session.execute(
+            select(*_COLUMNS)
+            .where(*conditions)
+            .order_by(*order)
+            .offset(query.start_index - 1)
+            .limit(query.count)
+        ).all()
+        return total, [_stored(row) for row in rows]
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def _check_unique(self, user_name_key: str, except_pk: int | None = None) -> None:
+        query = select(SpUser.pk).where(
+            SpUser.tenant_id == self.tenant_id, SpUser.user_name_key == user_name_key
+        )
+        if except_pk is not None:
+            query = query.where(SpUser.pk != except_pk)
+        if self.session.execute(query.limit(1)).first() is not None:
+            raise uniqueness("A user with this userName already exists.")
+
+    def create(self, payload: dict[str, Any]) -> StoredUser:
+        document = _document_from(payload, replacement=False)
+        columns = _indexed(document)
+        self._check_unique(columns["user_name_key"])
+        now = utcnow()
+        user_id = str(uuid.uuid4())
+        try:
+            with self.session.begin_nested():
+                pk = self.session.execute(
+                    insert(SpUser)
+                    .values(
+                        id=user_id,
+                        tenant_id=self.tenant_id,
+                        created=now,
+                        last_modified=now,
+                        version=1,
+                        document=document,
+                        **columns,
+                    )
+                    .returning(SpUser.pk)
+                ).scalar_one()
+        except IntegrityError:
+            raise uniqueness("A user with this userName already exists.") from None
+        self._write_emails(pk, document, replace=False)
+        return StoredUser(user_id, 1, now, now, document)
+
+    def _write_emails(self, pk: int, document: dict[str, Any], *, replace: bool) -> None:
+        if replace:
+            self.session.execute(delete(SpUserEmail).where(SpUserEmail.user_pk == pk))
+        rows = _email_rows(self.tenant_id, pk, document)
+        if rows:
+            self.session.execute(insert(SpUserEmail), rows)
+
+    def _store(self, row: Any, document: dict[str, Any], if_match: str | None) -> StoredUser:
+        """Write ``document`` over ``row`` if nobody else did in between (compare-and-set)."""
+        if if_match is not None and not etag.matches(if_match, row.version):
+            raise precondition_failed("The resource changed since you read it (If-Match).")
+        columns = _indexed(document)
+        self._check_unique(columns["user_name_key"], except_pk=row.pk)
+        now = utcnow()
+        try:
+            with self.session.begin_nested():
+                result = self.session.execute(
+                    update(SpUser)
+                    .where(SpUser.pk == row.pk, SpUser.version == row.version)
+                    .values(
+                        last_modified=now, version=row.version + 1, document=document, **columns
+                    )
+                )
+        except IntegrityError:
+            raise uniqueness("A user with this userName already exists.") from None
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise _Conflict
+        if document.get("emails") != row.document.get("emails"):
+            self._write_emails(row.pk, document, replace=True)
+        return StoredUser(row.id, row.version + 1, row.created, now, document)
+
+    def _retrying(self, user_id: str, if_match: str | None, change: Any) -> StoredUser:
+        for _ in range(_MAX_WRITE_ATTEMPTS):
+            row = self._row(user_id)
+            document = change(row.document)
+            if document is None:
+                if if_match is not None and not etag.matches(if_match, row.version):
+                    raise precondition_failed("The resource changed since you read it (If-Match).")
+                return _stored(row)
+            try:
+                return self._store(row, document, if_match)
+            except _Conflict:
+                if if_match is not None:
+                    raise precondition_failed(
+                        "The resource changed since you read it (If-Match)."
+                    ) from None
+        raise ScimError(503, "The resource is being changed concurrently; retry the request.")
+
+    def replace(self, user_id: str, payload: dict[str, Any], if_match: str | None) -> StoredUser:
+        document = _document_from(payload, replacement=True)
+        return self._retrying(user_id, if_match, lambda _old: document)
+
+    def patch(self, user_id: str, payload: dict[str, Any], if_match: str | None) -> StoredUser:
+        def change(old: dict[str, Any]) -> dict[str, Any] | None:
+            document, changed = patch_document(old, payload)
+            return document if changed else None
+
+        return self._retrying(user_id, if_match, change)
+
+    def delete(self, user_id: str, if_match: str | None) -> None:
+        row = self._row(user_id)
+        if if_match is not None and not etag.matches(if_match, row.version):
+            raise precondition_failed("The resource changed since you read it (If-Match).")
+        self.session.execute(delete(SpUserEmail).where(SpUserEmail.user_pk == row.pk))
+        self.session.execute(delete(SpUser).where(SpUser.pk == row.pk))
+
+
+class _Conflict(Exception):
+    """Another writer changed the row between our read and our write."""

@@ -1,0 +1,1 @@
+"""Storage: engines, declarative base, SCIM filter compilation to SQL, migrations."""

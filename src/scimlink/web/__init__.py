@@ -1,0 +1,1 @@
+"""Web application factories and shared HTTP plumbing."""
