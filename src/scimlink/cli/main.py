@@ -183,13 +183,57 @@ def token_generate(
     )
 
 
+DEMO_USERS = (
+    ("alice.ng@example.com", "Alice Ng", "Engineering"),
+    ("bob.martin@example.com", "Bob Martin", "Sales"),
+    ("carol.diaz@example.com", "Carol Diaz", "Engineering"),
+    ("dan.okafor@example.com", "Dan Okafor", "Finance"),
+    ("erin.li@example.com", "Erin Li", "Marketing"),
+)
+
+
+def _provision_demo_users(base: str, token: str, *, quiet: bool = False) -> None:
+    """Push sample users over real SCIM HTTP, as an IdP would, and show each answer."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+    with httpx.Client(base_url=base, headers=headers, timeout=10) as client:
+        for user_name, display, department in DEMO_USERS:
+            given, family = display.split(" ", 1)
+            body = {
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": user_name,
+                "displayName": display,
+                "name": {"givenName": given, "familyName": family},
+                "emails": [{"value": user_name, "type": "work", "primary": True}],
+                "department": department,
+                "active": True,
+            }
+            response = client.post("/Users", json=body)
+            outcome = "created" if response.status_code == 201 else "already provisioned"
+            if not quiet:
+                console.print(
+                    f"  POST /Users {user_name:<26} -> {response.status_code} {outcome}",
+                    highlight=False,
+                )
+        total = client.get("/Users", params={"count": 0}).json()["totalResults"]
+    if not quiet:
+        console.print(
+            f"The demo tenant now has {total} users. Provision more with any SCIM client.",
+            highlight=False,
+        )
+
+
 @app.command("demo")
 def demo(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port of the app half.")] = 8000,
     as_json: JsonOption = False,
 ) -> None:
-    """Run the demo: the app half with a demo tenant; prints its SCIM base URL and a token."""
+    """Run the demo: the app half with a demo tenant and sample users; prints its SCIM URL and a token."""
+    import threading
+    import time
+
     import uvicorn
 
     from scimlink.web.app import create_sp_app
@@ -204,15 +248,38 @@ def demo(
             tenant = tenants.create_tenant(session, "demo")
         issued = tenants.generate_token(session, tenant.id)
     base = scim_base_url(settings, host, port)
-    _emit(
-        as_json,
-        {"scim_base_url": base, "token": issued.token, "tenant_id": tenant.id},
-        f"[bold]scimlink demo[/bold] (app half on SQLite: {settings.sp_database})\n"
-        f"SCIM base URL: {base}\nToken:         {issued.token}\n"
-        f'Try: curl -H "Authorization: Bearer {issued.token}" {base}/Users\n'
-        "Press Ctrl+C to stop.",
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_sp_app(settings, engine=engine), host=host, port=port, log_level="warning"
+        )
     )
-    uvicorn.run(create_sp_app(settings, engine=engine), host=host, port=port, log_level="warning")
+
+    def announce() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            time.sleep(0.05)
+        if as_json:
+            _emit(True, {"scim_base_url": base, "token": issued.token, "tenant_id": tenant.id}, "")
+            sys.stdout.flush()
+            _provision_demo_users(base, issued.token, quiet=True)
+            return
+        console.print(
+            f"[bold]scimlink demo[/bold] - app half on SQLite ({settings.sp_database})\n"
+            f"SCIM base URL: {base}\nToken (shown once): {issued.token}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        _provision_demo_users(base, issued.token)
+        console.print(
+            f'Try: curl -H "Authorization: Bearer {issued.token}" "{base}/Users?filter=department%20eq%20%22Engineering%22"\n'
+            "Press Ctrl+C to stop.",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    threading.Thread(target=announce, daemon=True).start()
+    server.run()
 
 
 def main() -> None:

@@ -1,0 +1,112 @@
+"""The ``scimlink`` command as a user runs it: every command answers ``--json``; errors are readable."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import POSTGRES_URL
+
+SCIMLINK = str(Path(sys.executable).with_name("scimlink"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    env = {**os.environ, "SCIMLINK_DATA_DIR": str(tmp_path)}
+    env.pop("SCIMLINK_SP_DATABASE_URL", None)
+    if request.param == "postgresql":
+        env["SCIMLINK_SP_DATABASE_URL"] = POSTGRES_URL.replace(
+            "postgresql+psycopg://", "postgresql://"
+        )
+    return env
+
+
+def run(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SCIMLINK, *args], env=env, capture_output=True, text=True, check=check)
+
+
+def as_json(env: dict[str, str], *args: str) -> Any:
+    return json.loads(run(env, *args, "--json").stdout)
+
+
+def test_tenant_and_token_lifecycle(env: dict[str, str], tmp_path: Path) -> None:
+    name = f"cli-{tmp_path.name[-12:]}"
+    assert as_json(env, "sp", "db", "upgrade")["revision"] == "head"
+    tenant = as_json(env, "sp", "tenant", "create", name, "--region", "govcloud")
+    assert tenant["region"] == "govcloud"
+    assert any(t["id"] == tenant["id"] for t in as_json(env, "sp", "tenant", "list"))
+    first = as_json(env, "sp", "token", "generate", "--tenant", name)
+    assert first["token"].startswith("scimlink_")
+    assert first["expires_at"].startswith(str(int(first["expires_at"][:4])))
+    second = as_json(env, "sp", "token", "generate", "--tenant", tenant["id"])
+    assert second["token"] != first["token"]
+    human = run(env, "sp", "token", "generate", "--tenant", name).stdout
+    assert "shown once" in human
+    assert "Expires:" in human
+
+
+def test_errors_are_one_readable_line(env: dict[str, str], tmp_path: Path) -> None:
+    name = f"dup-{tmp_path.name[-12:]}"
+    run(env, "sp", "tenant", "create", name)
+    duplicate = run(env, "sp", "tenant", "create", name, check=False)
+    assert duplicate.returncode == 1
+    assert "already exists" in duplicate.stderr
+    assert "Traceback" not in duplicate.stderr
+    missing = run(env, "sp", "token", "generate", "--tenant", "no-such-tenant", check=False)
+    assert missing.returncode == 1
+    assert "No tenant" in missing.stderr
+    region = run(env, "sp", "tenant", "create", f"{name}-x", "--region", "mars", check=False)
+    assert region.returncode == 1
+    assert "Unknown region" in region.stderr
+
+
+def test_database_password_is_never_printed(tmp_path: Path) -> None:
+    from scimlink.cli.main import _redact
+
+    assert (
+        _redact("postgresql+psycopg://app:s3cret@db:5432/x")
+        == "postgresql+psycopg://app:***@db:5432/x"
+    )
+    assert _redact("sqlite:////tmp/sp.db") == "sqlite:////tmp/sp.db"
+    assert _redact("postgresql://app@db/x") == "postgresql://app@db/x"
+
+
+def test_demo_serves_the_app_half_with_sample_users(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "SCIMLINK_DATA_DIR": str(tmp_path)}
+    env.pop("SCIMLINK_SP_DATABASE_URL", None)
+    demo = subprocess.Popen(
+        [SCIMLINK, "demo", "--port", str(port), "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        announced = json.loads(demo.stdout.readline())
+        assert announced["scim_base_url"] == f"http://127.0.0.1:{port}/insync/scim"
+        headers = {"Authorization": f"Bearer {announced['token']}"}
+        deadline = time.monotonic() + 20
+        total = 0
+        while time.monotonic() < deadline and total < 5:
+            total = httpx.get(f"{announced['scim_base_url']}/Users", headers=headers).json()[
+                "totalResults"
+            ]
+            time.sleep(0.1)
+        assert total == 5
+    finally:
+        demo.terminate()
+        demo.wait(timeout=10)
