@@ -29,36 +29,37 @@ from scimlink.storage.db import make_sessionmaker
 from scimlink.storage.db import write_session
 from scimlink.web.app import create_sp_app
 
-POSTGRES_URL = os.environ.get(
-    "SCIMLINK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/scimlink_test"
+#: One database per test session (runs in parallel never share or wipe each other's data).
+POSTGRES_URL = (
+    os.environ.get("SCIMLINK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/scimlink_test")
+    + f"_{os.getpid()}"
 )
 BASE = "/insync/scim"
 
 
-def _fresh_postgres(url: str) -> None:
-    """Create the test database if needed and empty it."""
+def _admin(url: str) -> tuple[Engine, str]:
     head, _, database = url.rpartition("/")
-    admin = create_engine(f"{head}/postgres", isolation_level="AUTOCOMMIT")
+    return create_engine(f"{head}/postgres", isolation_level="AUTOCOMMIT"), database
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this session, dropped at its end."""
+    admin, database = _admin(POSTGRES_URL)
     with admin.connect() as connection:
-        exists = connection.execute(
-            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": database}
-        ).first()
-        if exists is None:
-            connection.execute(text(f'CREATE DATABASE "{database}"'))
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{database}"'))
+    yield POSTGRES_URL
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
     admin.dispose()
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'sp.db'}"
-    _fresh_postgres(POSTGRES_URL)
-    return POSTGRES_URL
+    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture(scope="session")
@@ -170,3 +171,54 @@ def user_body(user_name: str | None = None, **extra: Any) -> dict[str, Any]:
 
 def patch_body(*operations: dict[str, Any]) -> dict[str, Any]:
     return {"schemas": [PATCH_OP], "Operations": list(operations)}
+
+
+# -- security suite helpers (tests/integration/test_security_*.py) -------------------------------
+
+
+def assert_scim_error(response: httpx.Response, status: int, scim_type: str | None = None) -> None:
+    """``response`` is an RFC 7644 §3.12 error with ``status`` (and ``scimType`` when given)."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"], body
+    assert body["status"] == str(status), body
+    if scim_type is not None:
+        assert body.get("scimType") == scim_type, body
+
+
+def snapshot(scim: Scim, user_id: str) -> tuple[int, Any, str | None]:
+    """What a follow-up GET sees: status, body and ETag ("unchanged" compares two of these)."""
+    response = scim.get(f"/Users/{user_id}")
+    return response.status_code, response.json(), response.headers.get("etag")
+
+
+@pytest.fixture(scope="session")
+def live_server(engine: Engine, settings: Settings) -> Iterator[str]:
+    """The app half served by a real uvicorn on 127.0.0.1 (a free port); yields its root URL."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_sp_app(settings, engine=engine),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(500):
+        if server.started or not thread.is_alive():
+            break
+        threading.Event().wait(0.01)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    sock.close()

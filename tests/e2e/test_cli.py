@@ -6,12 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.conftest import POSTGRES_URL
 
 SCIMLINK = str(Path(sys.executable).with_name("scimlink"))
 
@@ -21,9 +20,8 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     env = {**os.environ, "SCIMLINK_DATA_DIR": str(tmp_path)}
     env.pop("SCIMLINK_SP_DATABASE_URL", None)
     if request.param == "postgresql":
-        env["SCIMLINK_SP_DATABASE_URL"] = POSTGRES_URL.replace(
-            "postgresql+psycopg://", "postgresql://"
-        )
+        url = request.getfixturevalue("postgres_url")
+        env["SCIMLINK_SP_DATABASE_URL"] = url.replace("postgresql+psycopg://", "postgresql://")
     return env
 
 
@@ -36,7 +34,7 @@ def as_json(env: dict[str, str], *args: str) -> Any:
 
 
 def test_tenant_and_token_lifecycle(env: dict[str, str], tmp_path: Path) -> None:
-    name = f"cli-{tmp_path.name[-12:]}"
+    name = f"cli-{uuid.uuid4().hex[:12]}"
     assert as_json(env, "sp", "db", "upgrade")["revision"] == "head"
     tenant = as_json(env, "sp", "tenant", "create", name, "--region", "govcloud")
     assert tenant["region"] == "govcloud"
@@ -52,7 +50,7 @@ def test_tenant_and_token_lifecycle(env: dict[str, str], tmp_path: Path) -> None
 
 
 def test_errors_are_one_readable_line(env: dict[str, str], tmp_path: Path) -> None:
-    name = f"dup-{tmp_path.name[-12:]}"
+    name = f"dup-{uuid.uuid4().hex[:12]}"
     run(env, "sp", "tenant", "create", name)
     duplicate = run(env, "sp", "tenant", "create", name, check=False)
     assert duplicate.returncode == 1

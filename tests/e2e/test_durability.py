@@ -17,7 +17,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import POSTGRES_URL
 from tests.conftest import user_body
 
 SCIMLINK = str(Path(sys.executable).with_name("scimlink"))
@@ -58,7 +57,7 @@ def _start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
 def server_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     env = {**os.environ, "SCIMLINK_DATA_DIR": str(tmp_path)}
     if request.param == "postgresql":
-        env["SCIMLINK_SP_DATABASE_URL"] = POSTGRES_URL
+        env["SCIMLINK_SP_DATABASE_URL"] = request.getfixturevalue("postgres_url")
     else:
         env.pop("SCIMLINK_SP_DATABASE_URL", None)
     return env
