@@ -31,7 +31,9 @@ from scimlink.web.app import create_sp_app
 
 #: One database per test session (runs in parallel never share or wipe each other's data).
 POSTGRES_URL = (
-    os.environ.get("SCIMLINK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/scimlink_test")
+    os.environ.get(
+        "SCIMLINK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/scimlink_test"
+    )
     + f"_{os.getpid()}"
 )
 BASE = "/insync/scim"

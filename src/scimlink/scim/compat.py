@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from scimlink.scim.attributes import schema_attributes
 from scimlink.scim.errors import invalid_value
+from scimlink.scim.resources import CORE_USER_SCHEMA
 from scimlink.scim.resources import ENTERPRISE_USER_SCHEMA
 
 Payload = dict[str, Any]
@@ -121,13 +123,60 @@ def entra_patch_string_booleans(payload: Payload) -> Payload:
     return payload
 
 
+def _targets_whole_multi_valued(path: str) -> bool:
+    """``emails`` or ``urn:…:User:emails`` (not ``emails[…]`` nor ``emails.value``)."""
+    lowered = path.lower()
+    for urn in (CORE_USER_SCHEMA, ENTERPRISE_USER_SCHEMA):
+        if lowered.startswith(urn.lower() + ":"):
+            lowered = lowered[len(urn) + 1 :]
+            break
+    if any(c in lowered for c in ".[:"):
+        return False
+    attribute = schema_attributes()[CORE_USER_SCHEMA.lower()].get(lowered)
+    return attribute is not None and attribute.multi_valued
+
+
+def _empty_strings_to_null(value: Any) -> Any:
+    if value == "":
+        return None
+    if isinstance(value, dict):
+        return {key: _empty_strings_to_null(item) for key, item in value.items()}
+    return value
+
+
+def entra_empty_string_clears(payload: Payload) -> Payload:
+    """E12: the gallery's SCIM_Null_Update sets attributes to ``""`` and expects them cleared.
+
+    ``{"op":"Replace","path":"title","value":""}`` becomes ``remove`` of ``title``; in a
+    path-less (or complex) value an empty string becomes ``null``, which clears that attribute
+    (RFC 7643 §2.5: unassigned and null mean the same). A whole multi-valued attribute is never
+    removed this way: ``""`` is no list, so such an operation stays as sent and fails validation.
+    """
+    operations = payload.get("Operations")
+    if not isinstance(operations, list):
+        return payload
+    for index, operation in enumerate(operations):
+        if not isinstance(operation, dict) or operation.get("op") not in {"add", "replace"}:
+            continue
+        path, value = operation.get("path"), operation.get("value")
+        if value == "" and isinstance(path, str) and not _targets_whole_multi_valued(path):
+            operations[index] = {"op": "remove", "path": path}
+        elif isinstance(value, dict):
+            operation["value"] = _empty_strings_to_null(value)
+    return payload
+
+
 RESOURCE_NORMALISERS: tuple[Normaliser, ...] = (
     entra_nulls_and_meta,
     entra_enterprise_urn_typo,
     entra_string_booleans,
     manager_reference,
 )
-PATCH_NORMALISERS: tuple[Normaliser, ...] = (entra_capitalised_op, entra_patch_string_booleans)
+PATCH_NORMALISERS: tuple[Normaliser, ...] = (
+    entra_capitalised_op,
+    entra_patch_string_booleans,
+    entra_empty_string_clears,
+)
 
 
 def normalise_resource(payload: Payload) -> Payload:

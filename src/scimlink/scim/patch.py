@@ -40,12 +40,13 @@ def custom_attributes(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _apply_custom(custom: dict[str, Any], op: str, name: str, value: Any) -> bool:
+    """Names compare case-insensitively (RFC 7643 §2.1): ``Department`` updates a stored
+    ``department`` in place and keeps its spelling, so filters on it keep finding it."""
     existing = next((key for key in custom if key.lower() == name.lower()), name)
     if op == "remove" or value is None or value == "":
         return custom.pop(existing, None) is not None
     changed: bool = custom.get(existing) != value
-    custom.pop(existing, None)
-    custom[name] = value
+    custom[existing] = value
     return changed
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
+from scim2_models import AnyExtension
 from scim2_models import Context
+from scim2_models import Email
 from scim2_models import EnterpriseUser
 from scim2_models import PatchOp
 from scim2_models import SCIMException
@@ -27,7 +29,27 @@ PATCH_OP_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SEARCH_REQUEST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 LIST_RESPONSE_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 
-UserModel = User[EnterpriseUser]
+
+class LenientEmail(Email):
+    """O03: ``emails.value`` is a string (RFC 7643 §4.1.2 says it SHOULD follow RFC 5321).
+
+    scim2-models types it as pydantic's ``EmailStr``, whose validator refuses special-use
+    domains: Okta's own create example ``test.user@okta.local`` got a 400, and so would any
+    lab tenant on ``.local``/``.test``. It also rewrote the domain's case. The value is kept as
+    the IdP sent it; the published schema (``type: string``) is unchanged.
+    """
+
+    value: str | None = None
+
+
+class LenientUser(User[AnyExtension]):
+    """The core User with :class:`LenientEmail` values; everything else is scim2-models'."""
+
+    # list is invariant, so mypy flags the narrower element type; nothing assigns Email lists.
+    emails: list[LenientEmail] | None = None  # type: ignore[assignment]
+
+
+UserModel = LenientUser[EnterpriseUser]
 
 #: Tolerances for what real IdPs send (scim-servers.md §3): unknown top-level attributes are
 #: kept (custom attributes such as ``company`` feed the app's provisioning policies), Entra's

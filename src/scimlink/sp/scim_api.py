@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 from typing import TypeVar
 
@@ -33,6 +34,7 @@ from scimlink.scim.query import ListQuery
 from scimlink.scim.query import parse_list_query
 from scimlink.scim.resources import LIST_RESPONSE_SCHEMA
 from scimlink.scim.resources import SEARCH_REQUEST_SCHEMA
+from scimlink.sp import tokens
 from scimlink.sp.tenants import authenticate
 from scimlink.sp.users import StoredUser
 from scimlink.sp.users import UserService
@@ -44,6 +46,9 @@ SCIM_MEDIA_TYPE = "application/scim+json"
 _ACCEPTED_MEDIA_TYPES = {"application/scim+json", "application/json"}
 _MAX_JSON_DEPTH = 32
 _MAX_ARRAY_ITEMS = 1000
+#: ``startIndex`` beyond this is read as this: no result set is that large, and larger values
+#: overflow PostgreSQL's OFFSET and the 64-bit integers of the JSON encoder.
+_MAX_START_INDEX = 2**31 - 1
 
 T = TypeVar("T")
 
@@ -74,14 +79,20 @@ def _base_url(request: Request) -> str:
 
 
 def _bearer(request: Request) -> str:
-    """Exactly one ``Authorization: Bearer <token>`` header (RFC 6750 §2.1); never a query token."""
+    """Exactly one ``Authorization: Bearer <token>`` header (RFC 6750 §2.1); never a query token.
+
+    Malformed tokens (wrong prefix, length or checksum) are refused here, before any database
+    work: not even a transaction is opened for them (security.md A3). Handlers call this first,
+    so an unauthenticated client gets 401 before its body or query is looked at.
+    """
     values = request.headers.getlist("authorization")
     if len(values) != 1:
         raise unauthorized()
     scheme, _, token = values[0].strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not tokens.well_formed(token):
         raise unauthorized()
-    return token.strip()
+    return token
 
 
 def _check_shape(value: Any, depth: int = 0) -> None:
@@ -101,12 +112,31 @@ def _check_shape(value: Any, depth: int = 0) -> None:
         _check_text(value)
 
 
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 and c not in "\t\n\r" for c in text)
+
+
 def _check_text(text: str) -> None:
-    if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
+    if _has_control(text):
         raise invalid_value("Strings must not contain control characters.")
 
 
+def _user_id(user_id: str) -> str:
+    """Ids are UUIDs: one with control characters names nobody (and PostgreSQL refuses NUL)."""
+    if _has_control(user_id):
+        raise not_found("User not found.")
+    return user_id
+
+
+def _list_query(request: Request, params: Any) -> ListQuery:
+    query = parse_list_query(params, _settings(request).limits)
+    if query.start_index > _MAX_START_INDEX:
+        query = replace(query, start_index=_MAX_START_INDEX)
+    return query
+
+
 async def _json_body(request: Request) -> dict[str, Any]:
+    _bearer(request)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type and media_type not in _ACCEPTED_MEDIA_TYPES:
         raise invalid_syntax(f"Send the body as {SCIM_MEDIA_TYPE}, not {media_type}.")
@@ -233,7 +263,8 @@ async def get_schema(request: Request, schema_id: str) -> Response:
 
 @router.get("/Users")
 async def list_users(request: Request) -> Response:
-    query = parse_list_query(request.query_params, _settings(request).limits)
+    _bearer(request)
+    query = _list_query(request, request.query_params)
     total, users = await _in_tenant(request, lambda service: service.search(query))
     return _list_response(request, query, total, users)
 
@@ -243,7 +274,7 @@ async def search_users(request: Request) -> Response:
     body = await _json_body(request)
     if SEARCH_REQUEST_SCHEMA not in (body.get("schemas") or []):
         raise invalid_syntax(f"A search request names the schema {SEARCH_REQUEST_SCHEMA}.")
-    query = parse_list_query(body, _settings(request).limits)
+    query = _list_query(request, body)
     total, users = await _in_tenant(request, lambda service: service.search(query))
     return _list_response(request, query, total, users)
 
@@ -257,7 +288,7 @@ async def create_user(request: Request) -> Response:
 
 @router.get("/Users/{user_id}")
 async def get_user(request: Request, user_id: str) -> Response:
-    user = await _in_tenant(request, lambda service: service.get(user_id))
+    user = await _in_tenant(request, lambda service: service.get(_user_id(user_id)))
     if_none_match = request.headers.get("if-none-match")
     if if_none_match is not None and _etag_matches(if_none_match, user.version):
         return Response(status_code=304, headers={"ETag": user.etag})
@@ -275,7 +306,7 @@ async def replace_user(request: Request, user_id: str) -> Response:
     body = await _json_body(request)
     if_match = request.headers.get("if-match")
     user = await _in_tenant(
-        request, lambda service: service.replace(user_id, body, if_match), write=True
+        request, lambda service: service.replace(_user_id(user_id), body, if_match), write=True
     )
     return _user_response(request, user)
 
@@ -285,7 +316,7 @@ async def patch_user(request: Request, user_id: str) -> Response:
     body = await _json_body(request)
     if_match = request.headers.get("if-match")
     user = await _in_tenant(
-        request, lambda service: service.patch(user_id, body, if_match), write=True
+        request, lambda service: service.patch(_user_id(user_id), body, if_match), write=True
     )
     return _user_response(request, user)
 
@@ -293,7 +324,9 @@ async def patch_user(request: Request, user_id: str) -> Response:
 @router.delete("/Users/{user_id}")
 async def delete_user(request: Request, user_id: str) -> Response:
     if_match = request.headers.get("if-match")
-    await _in_tenant(request, lambda service: service.delete(user_id, if_match), write=True)
+    await _in_tenant(
+        request, lambda service: service.delete(_user_id(user_id), if_match), write=True
+    )
     return Response(status_code=204)
 
 

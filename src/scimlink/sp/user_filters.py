@@ -66,8 +66,8 @@ class UserScope:
             key = (attribute.name.lower(), sub.name.lower() if sub else None)
             if key in _COLUMNS:
                 return _COLUMNS[key]
-            if attribute.name == "meta":
-                raise invalid_filter(f"'meta.{path.sub_attr}' cannot be filtered on.")
+            if attribute.name == "meta" and sub is not None:
+                raise invalid_filter(f"'meta.{sub.name}' cannot be filtered on.")
         if attribute.type == "complex" and sub is None:
             raise invalid_filter(f"'{attribute.name}' is complex: name one of its sub-attributes.")
         keys = tuple(k for k in (resolved.schema, attribute.name, sub.name if sub else None) if k)

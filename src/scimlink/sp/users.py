@@ -74,6 +74,16 @@ def _rfc3339(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _now() -> datetime:
+    """The current time at the precision ``meta`` shows (milliseconds).
+
+    What is stored must equal what a client reads back: otherwise ``meta.lastModified eq``
+    the returned value matches nothing and ``gt`` it still matches the resource itself.
+    """
+    now = utcnow()
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
 _COLUMNS = (
     SpUser.pk,
     SpUser.id,
@@ -189,7 +199,7 @@ class UserService:
         document = _document_from(payload, replacement=False)
         columns = _indexed(document)
         self._check_unique(columns["user_name_key"])
-        now = utcnow()
+        now = _now()
         user_id = str(uuid.uuid4())
         try:
             with self.session.begin_nested():
@@ -224,7 +234,7 @@ class UserService:
             raise precondition_failed("The resource changed since you read it (If-Match).")
         columns = _indexed(document)
         self._check_unique(columns["user_name_key"], except_pk=row.pk)
-        now = utcnow()
+        now = _now()
         try:
             with self.session.begin_nested():
                 result = self.session.execute(

@@ -115,6 +115,12 @@ def _name(path: AttrPath) -> str:
 
 
 def _compare(scalar: Scalar, op: str, value: Value, dialect: str, path: AttrPath) -> Condition:
+    if isinstance(value, str) and any(ord(c) < 32 and c not in "\t\n\r" for c in value):
+        # Stored strings never hold control characters (writes refuse them), and PostgreSQL
+        # cannot even bind a NUL: refuse the filter instead of failing in the database.
+        raise invalid_filter(
+            f"The value compared with '{_name(path)}' contains control characters."
+        )
     if value is None:
         if op == "eq":
             return scalar.expr.is_(None)
@@ -171,9 +177,9 @@ def _datetime(value: Value, path: AttrPath) -> datetime:
     text = _FRACTION.sub(r"\1", value.strip()).replace("Z", "+00:00").replace("z", "+00:00")
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: beyond year 1..9999 once in UTC
         raise invalid_filter(f"{value!r} is not an RFC 3339 date-time.") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _like_escape(value: str) -> str:

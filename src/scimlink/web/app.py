@@ -14,10 +14,12 @@ from fastapi import FastAPI
 from fastapi import Request
 from fastapi import Response
 from sqlalchemy import Engine
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scimlink.config import Settings
 from scimlink.scim.errors import ScimError
+from scimlink.scim.errors import invalid_value
 from scimlink.scim.query import Limits
 from scimlink.sp.scim_api import ScimSettings
 from scimlink.sp.scim_api import router as scim_router
@@ -45,9 +47,31 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     return scim_response(ScimError(exc.status_code, detail).to_body(), exc.status_code)
 
 
+def _data_error(request: Request, exc: DataError) -> Response:
+    """A value the database refuses (too long for its column, say) is the client's 400, not a 500.
+
+    The use case rolled back. The database's message names columns and may quote the value, so
+    only its class is logged and the client gets a generic detail.
+    """
+    log.warning(
+        "database refused a value on %s %s: %s",
+        request.method,
+        request.url.path,
+        type(exc.orig).__name__,
+    )
+    detail = "A value is too long or otherwise cannot be stored."
+    return scim_response(invalid_value(detail).to_body(), 400)
+
+
 def _unexpected(request: Request, exc: Exception) -> Response:
     correlation = uuid.uuid4().hex
-    log.exception("unexpected error %s on %s %s", correlation, request.method, request.url.path)
+    log.error(
+        "unexpected error %s on %s %s",
+        correlation,
+        request.method,
+        request.url.path,
+        exc_info=exc,
+    )
     detail = f"Internal error; quote correlation id {correlation} to the administrator."
     return scim_response(ScimError(500, detail).to_body(), 500)
 
@@ -72,5 +96,6 @@ def create_sp_app(settings: Settings | None = None, *, engine: Engine | None = N
     app.include_router(scim_router)
     app.add_exception_handler(ScimError, _scim_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(DataError, _data_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
     return app

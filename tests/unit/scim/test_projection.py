@@ -22,7 +22,11 @@ def test_attribute_list_parsing() -> None:
 
 
 def test_attributes_keep_only_what_is_asked_plus_id_and_schemas() -> None:
-    assert project(DOC, ["USERNAME"], []) == {"schemas": DOC["schemas"], "id": "42", "userName": "bjensen"}
+    assert project(DOC, ["USERNAME"], []) == {
+        "schemas": DOC["schemas"],
+        "id": "42",
+        "userName": "bjensen",
+    }
 
 
 def test_attributes_with_sub_attributes_and_multi_valued() -> None:
@@ -42,12 +46,20 @@ def test_urn_qualified_attributes() -> None:
 
 
 def test_unknown_attributes_are_ignored() -> None:
-    assert project(DOC, ["nickName", "name.middleName"], []) == {"schemas": DOC["schemas"], "id": "42"}
-    assert project({"schemas": [], "id": "1"}, [f"{ENT}:department"], []) == {"schemas": [], "id": "1"}
+    assert project(DOC, ["nickName", "name.middleName"], []) == {
+        "schemas": DOC["schemas"],
+        "id": "42",
+    }
+    assert project({"schemas": [], "id": "1"}, [f"{ENT}:department"], []) == {
+        "schemas": [],
+        "id": "1",
+    }
 
 
 def test_excluded_attributes_never_remove_id_or_schemas_and_do_not_touch_the_source() -> None:
-    result = project(DOC, [], ["id", "schemas", "emails.type", "name", f"{ENT}:department", "nothing", "name.x"])
+    result = project(
+        DOC, [], ["id", "schemas", "emails.type", "name", f"{ENT}:department", "nothing", "name.x"]
+    )
     assert result["id"] == "42"
     assert result["schemas"] == DOC["schemas"]
     assert "name" not in result

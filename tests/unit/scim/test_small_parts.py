@@ -39,7 +39,9 @@ def test_fold_unifies_case_and_width() -> None:
         (errors.too_large, 413, None),
     ],
 )
-def test_error_bodies_follow_rfc_7644_3_12(factory: object, status: int, scim_type: str | None) -> None:
+def test_error_bodies_follow_rfc_7644_3_12(
+    factory: object, status: int, scim_type: str | None
+) -> None:
     error: ScimError = factory("why")  # type: ignore[operator]
     body = error.to_body()
     assert body["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
@@ -58,7 +60,9 @@ def test_list_parameters_are_interpreted_not_rejected() -> None:
     assert (query.start_index, query.count) == (1, 50)
     assert parse_list_query({"count": "-1"}, limits).count == 0
     assert parse_list_query({}, limits).count == 50
-    search = parse_list_query({"startIndex": 3, "count": 2, "attributes": ["userName", " "]}, limits)
+    search = parse_list_query(
+        {"startIndex": 3, "count": 2, "attributes": ["userName", " "]}, limits
+    )
     assert (search.start_index, search.count, search.attributes) == (3, 2, ["userName"])
     assert parse_list_query({"sortOrder": "DESCENDING", "sortBy": "userName"}, limits).descending
 
