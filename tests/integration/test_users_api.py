@@ -375,7 +375,6 @@ SORT_MULTI_VALUED = (
             "phoneNumbers",
             "ABCD",
             "BADC",
-            marks=pytest.mark.xfail(strict=True, reason=SORT_MULTI_VALUED),
             id="phoneNumbers",
         ),
     ],
@@ -522,7 +521,6 @@ JSON_FILTERS = [
     pytest.param(
         'Department eq "red"',
         "B",
-        marks=pytest.mark.xfail(strict=True, reason=CUSTOM_NAME_CASE),
         id="custom-attribute-name-in-another-case",
     ),
 ]
@@ -585,7 +583,6 @@ NOT_NULL_SEMANTICS = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_NULL_SEMANTICS)
 @pytest.mark.parametrize(
     ("filter_", "expected"),
     [

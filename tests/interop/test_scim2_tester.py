@@ -26,10 +26,8 @@ pytestmark = pytest.mark.interop
 
 FAILED = (Status.ERROR, Status.CRITICAL)
 
-#: The one failure that needs a fix outside this suite's files (see the xfail below): root-level
-#: ``POST /.search`` (RFC 7644 §3.4.3) has no route in sp/scim_api.py. Matched by title and exact
-#: reason, so any other failure of the same check still fails the main test.
-ROOT_SEARCH = ("search_with_attributes", "Nothing is served at /insync/scim/.search.")
+#: scim2-tester's check of the root-level ``POST /.search`` (RFC 7644 §3.4.3).
+ROOT_SEARCH = "search_with_attributes"
 
 
 @pytest.fixture(scope="module")
@@ -50,19 +48,13 @@ def _describe(results: list[Any]) -> str:
 
 def test_scim2_tester_finds_no_errors(results: list[Any]) -> None:
     counts = collections.Counter(r.status.name for r in results)
-    failed = [r for r in results if r.status in FAILED and (r.title, r.reason) != ROOT_SEARCH]
+    failed = [r for r in results if r.status in FAILED]
     assert failed == [], f"{counts}\n{_describe(failed)}"
     assert counts["SUCCESS"] > 50, counts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sp/scim_api.py (not ours) serves no root-level POST /.search (RFC 7644 §3.4.3); "
-    "scim2-tester's search_with_attributes gets 404. Fix: route POST {SCIM_PREFIX}/.search to "
-    "the /Users/.search handler (users are the only resource type), or answer 501.",
-)
 def test_scim2_tester_root_search_with_attributes(results: list[Any]) -> None:
-    checked = [r for r in results if r.title == ROOT_SEARCH[0]]
+    checked = [r for r in results if r.title == ROOT_SEARCH]
     assert checked, "scim2-tester ran no search_with_attributes check"
     failed = [r for r in checked if r.status in FAILED]
     assert failed == [], _describe(failed)

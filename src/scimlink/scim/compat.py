@@ -25,6 +25,8 @@ _BOOLEAN_ATTRIBUTES = frozenset({"active", "primary"})
 
 def _coerce_boolean(name: str, value: Any) -> Any:
     """E02/P7: Entra sends ``"True"``/``"False"``; any other string is refused, not guessed."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise invalid_value(f"'{name}' must be a boolean, got the number {value!r}.")
     if not isinstance(value, str):
         return value
     lowered = value.strip().lower()

@@ -51,11 +51,12 @@ class LenientUser(User[AnyExtension]):
 
 UserModel = LenientUser[EnterpriseUser]
 
-#: Tolerances for what real IdPs send (scim-servers.md §3): unknown top-level attributes are
-#: kept (custom attributes such as ``company`` feed the app's provisioning policies), Entra's
-#: remove-with-value and filtered paths on missing entries are applied as Entra means them.
+#: Tolerances for what real IdPs send (scim-servers.md §3): Entra's remove-with-value and
+#: filtered paths on missing entries are applied as Entra means them. Unknown attributes are
+#: dropped at every level: the custom top-level attributes we keep (``company``, …) are carried
+#: beside the model by :mod:`scimlink.scim.patch`, never through it.
 POLICY = ScimPolicy(
-    unknown=ScimPolicy.Unknown.keep,
+    unknown=ScimPolicy.Unknown.ignore,
     remove_value_as_filter=ScimPolicy.RemoveValue.apply,
     unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create,
 )
@@ -96,6 +97,7 @@ def validate_user(payload: dict[str, Any], *, replacement: bool = False) -> User
     """Validate a POST (or, with ``replacement``, a PUT) body (RFC 7644 §3.3, §3.5.1)."""
     if "schemas" not in payload:
         raise invalid_syntax("The request body must name its 'schemas' (RFC 7643 §3).")
+    check_schemas(payload["schemas"])
     context = (
         Context.RESOURCE_REPLACEMENT_REQUEST if replacement else Context.RESOURCE_CREATION_REQUEST
     )
@@ -105,6 +107,23 @@ def validate_user(payload: dict[str, Any], *, replacement: bool = False) -> User
         raise _from_validation_error(exc) from None
     except SCIMException as exc:
         raise _from_scim_exception(exc) from None
+
+
+KNOWN_SCHEMAS = {
+    CORE_USER_SCHEMA.lower(): CORE_USER_SCHEMA,
+    ENTERPRISE_USER_SCHEMA.lower(): ENTERPRISE_USER_SCHEMA,
+}
+
+
+def check_schemas(schemas: Any) -> None:
+    """Only the core User schema and the enterprise extension are offered (RFC 7643 §3)."""
+    if not isinstance(schemas, list) or not all(isinstance(s, str) for s in schemas):
+        raise invalid_value("'schemas' must be a list of schema URNs.")
+    unknown = [s for s in schemas if s.lower() not in KNOWN_SCHEMAS]
+    if unknown:
+        raise invalid_value(
+            f"Unknown schema {unknown[0]!r}: this service offers {', '.join(KNOWN_SCHEMAS.values())}."
+        )
 
 
 def load_user(document: dict[str, Any]) -> UserModel:
@@ -121,14 +140,21 @@ def dump_user(user: UserModel) -> dict[str, Any]:
     return document
 
 
+def check_patch_schemas(payload: dict[str, Any]) -> None:
+    """A PATCH body is a PatchOp message (RFC 7644 §3.5.2)."""
+    schemas = payload.get("schemas")
+    if schemas is None:
+        raise invalid_syntax("The PATCH body must name the PatchOp schema (RFC 7644 §3.5.2).")
+    if not isinstance(schemas, list) or PATCH_OP_SCHEMA not in schemas:
+        raise invalid_value(f"A PATCH body names the schema {PATCH_OP_SCHEMA}.")
+
+
 def apply_patch(user: UserModel, payload: dict[str, Any]) -> bool:
     """Apply a PatchOp atomically to ``user`` (RFC 7644 §3.5.2); returns whether it changed.
 
     scim2-models applies operations in order on the model; callers patch a fresh copy, so a
     failing operation leaves the stored resource untouched (all or nothing).
     """
-    if "schemas" not in payload:
-        raise invalid_syntax("The PATCH body must name the PatchOp schema (RFC 7644 §3.5.2).")
     try:
         patch = PatchOp[UserModel].model_validate(
             payload, scim_ctx=Context.RESOURCE_PATCH_REQUEST, scim_policy=POLICY
@@ -138,8 +164,3 @@ def apply_patch(user: UserModel, payload: dict[str, Any]) -> bool:
         raise _from_validation_error(exc) from None
     except SCIMException as exc:
         raise _from_scim_exception(exc) from None
-
-
-def invalid(detail: str) -> ScimError:
-    """Shortcut used by normalisers for a value the schema refuses."""
-    return invalid_value(detail)

@@ -269,8 +269,10 @@ async def list_users(request: Request) -> Response:
     return _list_response(request, query, total, users)
 
 
+@router.post("/.search")
 @router.post("/Users/.search")
 async def search_users(request: Request) -> Response:
+    """RFC 7644 §3.4.3; at the root it searches users too, the only resource type offered."""
     body = await _json_body(request)
     if SEARCH_REQUEST_SCHEMA not in (body.get("schemas") or []):
         raise invalid_syntax(f"A search request names the schema {SEARCH_REQUEST_SCHEMA}.")

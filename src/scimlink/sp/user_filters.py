@@ -62,7 +62,9 @@ class UserScope:
         resolved = resolve(path)
         attribute = resolved.attribute
         sub = resolved.sub
-        if resolved.schema is None and not resolved.custom:
+        if resolved.custom:
+            return Scalar(_custom_value(attribute.name, self.dialect))
+        if resolved.schema is None:
             key = (attribute.name.lower(), sub.name.lower() if sub else None)
             if key in _COLUMNS:
                 return _COLUMNS[key]
@@ -173,16 +175,75 @@ def sort_expression(sort_by: str, dialect: str) -> SqlExpression:
     path = node.path  # type: ignore[union-attr]
     scope = UserScope(dialect)
     if scope.is_multi_valued(path):
-        if resolve(path).attribute.name != "emails":
-            raise invalid_filter(f"Sorting by '{sort_by}' is not supported.")
-        return (
-            select(SpUserEmail.value_key)
-            .where(SpUserEmail.user_pk == SpUser.pk)
-            .order_by(SpUserEmail.primary.desc(), SpUserEmail.pk)
-            .limit(1)
-            .scalar_subquery()
+        return _multi_valued_sort_key(
+            AttrPath(path.attr, None, path.urn), path.sub_attr or "value", dialect
         )
     scalar = scope.scalar(path)
     if scalar.type == "string" and not scalar.case_exact and not scalar.folded:
         return func.lower(scalar.expr)
     return scalar.expr
+
+
+def _custom_value(name: str, dialect: str) -> SqlExpression:
+    """A custom top-level attribute, its name matched case-insensitively (RFC 7643 §2.1)."""
+    if dialect == "sqlite":
+        members = func.json_each(SpUser.document).table_valued(
+            "key", "value", name="custom_attribute"
+        )
+    else:
+        members = func.jsonb_each_text(SpUser.document).table_valued(
+            "key", "value", name="custom_attribute"
+        )
+    return (
+        select(members.c.value)
+        .where(func.lower(members.c.key) == name.lower())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _multi_valued_sort_key(path: AttrPath, sub_name: str, dialect: str) -> SqlExpression:
+    """RFC 7644 §3.4.2.3: a multi-valued attribute sorts by its primary value, else its first."""
+    resolved = resolve(path)
+    sub = resolve(AttrPath(sub_name), parent=resolved.attribute).sub
+    assert sub is not None
+    if resolved.attribute.name == "emails":
+        column_ = _EMAIL_COLUMNS.get(sub.name.lower())
+        if column_ is None or column_.type != "string":
+            raise invalid_filter(f"Sorting by 'emails.{sub.name}' is not supported.")
+        return (
+            select(column_.expr)
+            .where(SpUserEmail.user_pk == SpUser.pk)
+            .order_by(SpUserEmail.primary.desc(), SpUserEmail.pk)
+            .limit(1)
+            .scalar_subquery()
+        )
+    keys = tuple(k for k in (resolved.schema, resolved.attribute.name) if k)
+    if dialect == "sqlite":
+        json_path = "$." + ".".join(f'"{k}"' for k in keys)
+        items = func.json_each(SpUser.document, json_path).table_valued(
+            "value", "key", name="sort_items"
+        )
+        value: ColumnElement[Any] = func.json_extract(items.c.value, f'$."{sub.name}"')
+        primary: ColumnElement[Any] = func.coalesce(
+            func.json_extract(items.c.value, '$."primary"'), 0
+        )
+        position: ColumnElement[Any] = items.c.key
+    else:
+        items = (
+            func.jsonb_array_elements(SpUser.document[keys])
+            .table_valued(column("value", JSONB), with_ordinality="position", name="sort_items")
+            .render_derived()
+        )
+        value = items.c.value.op("->>")(sub.name)
+        primary = func.coalesce(items.c.value.op("->>")("primary"), "false") == "true"
+        position = items.c.position
+    if sub.type == "string" and not sub.case_exact:
+        value = func.lower(value)
+    return (
+        select(value)
+        .select_from(items)
+        .order_by(primary.desc(), position)
+        .limit(1)
+        .scalar_subquery()
+    )

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from scimlink.scim import etag
 from scimlink.scim.compat import normalise_resource
 from scimlink.scim.errors import ScimError
+from scimlink.scim.errors import invalid_value
 from scimlink.scim.errors import not_found
 from scimlink.scim.errors import precondition_failed
 from scimlink.scim.errors import uniqueness
@@ -98,14 +99,30 @@ def _stored(row: Any) -> StoredUser:
     return StoredUser(row.id, row.version, row.created, row.last_modified, row.document)
 
 
+_MAX_INDEXED_LENGTH = 512
+_MAX_TYPE_LENGTH = 64
+
+
+def _bounded(name: str, value: str | None, limit: int = _MAX_INDEXED_LENGTH) -> str | None:
+    """Indexed values have a fixed width on every database: refuse longer ones the same way."""
+    if value is not None and len(value) > limit:
+        raise invalid_value(f"'{name}' is longer than {limit} characters.")
+    return value
+
+
 def _indexed(document: dict[str, Any]) -> dict[str, Any]:
     """Column values derived from the document (what IdPs filter on)."""
+    user_name = document["userName"]
+    if not user_name.strip():
+        raise invalid_value("'userName' must not be empty (RFC 7643 §4.1.1).")
     display = document.get("displayName")
     return {
-        "user_name": document["userName"],
-        "user_name_key": fold(document["userName"]),
-        "external_id": document.get("externalId"),
-        "display_name_key": fold(display) if isinstance(display, str) else None,
+        "user_name": _bounded("userName", user_name),
+        "user_name_key": _bounded("userName", fold(user_name)),
+        "external_id": _bounded("externalId", document.get("externalId")),
+        "display_name_key": _bounded("displayName", fold(display))
+        if isinstance(display, str)
+        else None,
         "active": document.get("active", True) is not False,
     }
 
@@ -120,8 +137,10 @@ def _email_rows(tenant_id: str, user_pk: int, document: dict[str, Any]) -> list[
                 {
                     "user_pk": user_pk,
                     "tenant_id": tenant_id,
-                    "value_key": fold(value),
-                    "type_key": fold(kind) if isinstance(kind, str) else None,
+                    "value_key": _bounded("emails.value", fold(value)),
+                    "type_key": _bounded("emails.type", fold(kind), _MAX_TYPE_LENGTH)
+                    if isinstance(kind, str)
+                    else None,
                     "primary": email.get("primary") is True,
                 }
             )

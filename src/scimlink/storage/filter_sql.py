@@ -82,7 +82,9 @@ def compile_filter(node: Node, scope: Scope) -> Condition:
     if isinstance(node, Or):
         return or_(compile_filter(node.left, scope), compile_filter(node.right, scope))
     if isinstance(node, Not):
-        return not_(compile_filter(node.expr, scope))
+        # An unassigned attribute makes the inner test NULL, and NOT NULL is NULL: such
+        # resources must match "not (...)" (RFC 7644 §3.4.2.2), so read NULL as false first.
+        return not_(func.coalesce(compile_filter(node.expr, scope), false()))
     if isinstance(node, ValuePath):
         inner, wrap = scope.elements(node.path)
         return wrap(compile_filter(node.filter, inner))

@@ -11,6 +11,7 @@ import pytest
 
 from scimlink.scim import compat
 from scimlink.scim.errors import ScimError
+from scimlink.scim.patch import custom_attributes
 from scimlink.scim.resources import POLICY
 from scimlink.scim.resources import apply_patch
 from scimlink.scim.resources import dump_user
@@ -262,10 +263,13 @@ def test_policy_unmatched_path_filter_creates_the_entry_e06() -> None:
     assert dump_user(user)["emails"] == [{"value": "w@x.io", "type": "work"}]
 
 
-def test_policy_keeps_unknown_top_level_attributes() -> None:
-    assert POLICY.unknown.value == "keep"
-    user = validate_user({"schemas": [CORE], "userName": "a", "company": "Acme"})
-    assert dump_user(user)["company"] == "Acme"
+def test_policy_drops_unknown_attributes_custom_ones_travel_beside_the_model() -> None:
+    assert POLICY.unknown.value == "ignore"
+    body = {"schemas": [CORE], "userName": "a", "company": "Acme", "name": {"nonexistent": "x"}}
+    dumped = dump_user(validate_user(body))
+    assert "company" not in dumped
+    assert "nonexistent" not in str(dumped)
+    assert custom_attributes(body) == {"company": "Acme"}
 
 
 def test_policy_remove_with_value_removes_only_the_listed_values_e04() -> None:
