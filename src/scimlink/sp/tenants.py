@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
 
+from sqlalchemy import Table
+from sqlalchemy import bindparam
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
@@ -95,6 +97,13 @@ def active_token(session: Session, tenant_id: str) -> ScimToken | None:
     ).scalar_one_or_none()
 
 
+_TOKENS: Table = ScimToken.__table__  # type: ignore[assignment]
+#: Built once so every request reuses its compiled form (authentication is on every request).
+_TOKEN_BY_HASH = select(
+    _TOKENS.c.token_hash, _TOKENS.c.tenant_id, _TOKENS.c.expires_at, _TOKENS.c.revoked_at
+).where(_TOKENS.c.token_hash == bindparam("digest"))
+
+
 def authenticate(session: Session, token: str, *, now: datetime | None = None) -> str:
     """Return the tenant id a bearer token belongs to, or raise a 401 SCIM error.
 
@@ -104,11 +113,7 @@ def authenticate(session: Session, token: str, *, now: datetime | None = None) -
     if not tokens.well_formed(token):
         raise unauthorized()
     digest = tokens.token_hash(token)
-    row = session.execute(
-        select(
-            ScimToken.token_hash, ScimToken.tenant_id, ScimToken.expires_at, ScimToken.revoked_at
-        ).where(ScimToken.token_hash == digest)
-    ).one_or_none()
+    row = session.connection().execute(_TOKEN_BY_HASH, {"digest": digest}).one_or_none()
     now = now or utcnow()
     if (
         row is None

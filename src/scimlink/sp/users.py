@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement
+from sqlalchemy import Table
+from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import insert
@@ -85,14 +87,38 @@ def _now() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+_USERS: Table = SpUser.__table__  # type: ignore[assignment]
+_EMAILS: Table = SpUserEmail.__table__  # type: ignore[assignment]
 _COLUMNS = (
-    SpUser.pk,
-    SpUser.id,
-    SpUser.version,
-    SpUser.created,
-    SpUser.last_modified,
-    SpUser.document,
+    _USERS.c.pk,
+    _USERS.c.id,
+    _USERS.c.version,
+    _USERS.c.created,
+    _USERS.c.last_modified,
+    _USERS.c.document,
 )
+# Statements built once: SQLAlchemy then reuses their compiled form on every request.
+_BY_ID = select(*_COLUMNS).where(
+    _USERS.c.id == bindparam("user_id"), _USERS.c.tenant_id == bindparam("tenant_id")
+)
+_INSERT = insert(_USERS).returning(_USERS.c.pk)
+_UPDATE = (
+    update(_USERS)
+    .where(_USERS.c.pk == bindparam("row_pk"), _USERS.c.version == bindparam("row_version"))
+    .values(
+        last_modified=bindparam("last_modified"),
+        version=bindparam("version"),
+        document=bindparam("document"),
+        user_name=bindparam("user_name"),
+        user_name_key=bindparam("user_name_key"),
+        external_id=bindparam("external_id"),
+        display_name_key=bindparam("display_name_key"),
+        active=bindparam("active"),
+    )
+)
+_DELETE_EMAILS = delete(_EMAILS).where(_EMAILS.c.user_pk == bindparam("row_pk"))
+_DELETE_USER = delete(_USERS).where(_USERS.c.pk == bindparam("row_pk"))
+_INSERT_EMAILS = insert(_EMAILS)
 
 
 def _stored(row: Any) -> StoredUser:
@@ -160,13 +186,14 @@ class UserService:
     def __init__(self, session: Session, tenant_id: str) -> None:
         self.session = session
         self.tenant_id = tenant_id
-        self.dialect = session.get_bind().dialect.name
+        self.connection = session.connection()
+        self.dialect = self.connection.dialect.name
 
     # -- reads ---------------------------------------------------------------------------------
 
     def _row(self, user_id: str) -> Any:
-        row = self.session.execute(
-            select(*_COLUMNS).where(SpUser.id == user_id, SpUser.tenant_id == self.tenant_id)
+        row = self.connection.execute(
+            _BY_ID, {"user_id": user_id, "tenant_id": self.tenant_id}
         ).one_or_none()
         if row is None:
             raise not_found(f"User {user_id} not found.")
@@ -189,12 +216,12 @@ class UserService:
                 else expression.asc().nulls_last()
             )
         order.append(SpUser.pk.desc() if query.descending and query.sort_by else SpUser.pk)
-        total = self.session.execute(
-            select(func.count()).select_from(SpUser).where(*conditions)
+        total = self.connection.execute(
+            select(func.count()).select_from(_USERS).where(*conditions)
         ).scalar_one()
         if query.count == 0 or total < query.start_index:
             return total, []
-        rows = self.session.execute(
+        rows = self.connection.execute(
             select(*_COLUMNS)
             .where(*conditions)
             .order_by(*order)
@@ -205,67 +232,54 @@ class UserService:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def _check_unique(self, user_name_key: str, except_pk: int | None = None) -> None:
-        query = select(SpUser.pk).where(
-            SpUser.tenant_id == self.tenant_id, SpUser.user_name_key == user_name_key
-        )
-        if except_pk is not None:
-            query = query.where(SpUser.pk != except_pk)
-        if self.session.execute(query.limit(1)).first() is not None:
-            raise uniqueness("A user with this userName already exists.")
-
     def create(self, payload: dict[str, Any]) -> StoredUser:
         document = _document_from(payload, replacement=False)
         columns = _indexed(document)
-        self._check_unique(columns["user_name_key"])
         now = _now()
         user_id = str(uuid.uuid4())
+        values = {
+            "id": user_id,
+            "tenant_id": self.tenant_id,
+            "created": now,
+            "last_modified": now,
+            "version": 1,
+            "document": document,
+            **columns,
+        }
         try:
-            with self.session.begin_nested():
-                pk = self.session.execute(
-                    insert(SpUser)
-                    .values(
-                        id=user_id,
-                        tenant_id=self.tenant_id,
-                        created=now,
-                        last_modified=now,
-                        version=1,
-                        document=document,
-                        **columns,
-                    )
-                    .returning(SpUser.pk)
-                ).scalar_one()
+            pk = self.connection.execute(_INSERT, values).scalar_one()
         except IntegrityError:
-            raise uniqueness("A user with this userName already exists.") from None
+            # The unique key on (tenant, folded userName) settles every race (security.md C4);
+            # the failed statement ends this unit of work, which the caller rolls back.
+            raise _duplicate() from None
         self._write_emails(pk, document, replace=False)
         return StoredUser(user_id, 1, now, now, document)
 
     def _write_emails(self, pk: int, document: dict[str, Any], *, replace: bool) -> None:
         if replace:
-            self.session.execute(delete(SpUserEmail).where(SpUserEmail.user_pk == pk))
+            self.connection.execute(_DELETE_EMAILS, {"row_pk": pk})
         rows = _email_rows(self.tenant_id, pk, document)
         if rows:
-            self.session.execute(insert(SpUserEmail), rows)
+            self.connection.execute(_INSERT_EMAILS, rows)
 
     def _store(self, row: Any, document: dict[str, Any], if_match: str | None) -> StoredUser:
         """Write ``document`` over ``row`` if nobody else did in between (compare-and-set)."""
         if if_match is not None and not etag.matches(if_match, row.version):
             raise precondition_failed("The resource changed since you read it (If-Match).")
-        columns = _indexed(document)
-        self._check_unique(columns["user_name_key"], except_pk=row.pk)
         now = _now()
+        values = {
+            "row_pk": row.pk,
+            "row_version": row.version,
+            "last_modified": now,
+            "version": row.version + 1,
+            "document": document,
+            **_indexed(document),
+        }
         try:
-            with self.session.begin_nested():
-                result = self.session.execute(
-                    update(SpUser)
-                    .where(SpUser.pk == row.pk, SpUser.version == row.version)
-                    .values(
-                        last_modified=now, version=row.version + 1, document=document, **columns
-                    )
-                )
+            result = self.connection.execute(_UPDATE, values)
         except IntegrityError:
-            raise uniqueness("A user with this userName already exists.") from None
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise _duplicate() from None
+        if result.rowcount != 1:
             raise _Conflict
         if document.get("emails") != row.document.get("emails"):
             self._write_emails(row.pk, document, replace=True)
@@ -303,8 +317,12 @@ class UserService:
         row = self._row(user_id)
         if if_match is not None and not etag.matches(if_match, row.version):
             raise precondition_failed("The resource changed since you read it (If-Match).")
-        self.session.execute(delete(SpUserEmail).where(SpUserEmail.user_pk == row.pk))
-        self.session.execute(delete(SpUser).where(SpUser.pk == row.pk))
+        self.connection.execute(_DELETE_EMAILS, {"row_pk": row.pk})
+        self.connection.execute(_DELETE_USER, {"row_pk": row.pk})
+
+
+def _duplicate() -> ScimError:
+    return uniqueness("A user with this userName already exists.")
 
 
 class _Conflict(Exception):
