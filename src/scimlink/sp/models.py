@@ -34,6 +34,9 @@ class Tenant(SpBase):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     region: Mapped[str] = mapped_column(String(16), default="cloud")
     created: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Kept in the same transaction as every create and delete, so an unfiltered list answers
+    #: ``totalResults`` without counting a million rows.
+    user_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ScimToken(SpBase):

@@ -39,6 +39,7 @@ from scimlink.scim.resources import validate_user
 from scimlink.scim.text import fold
 from scimlink.sp.models import SpUser
 from scimlink.sp.models import SpUserEmail
+from scimlink.sp.models import Tenant
 from scimlink.sp.user_filters import UserScope
 from scimlink.sp.user_filters import sort_expression
 from scimlink.storage.base import utcnow
@@ -119,6 +120,14 @@ _UPDATE = (
 _DELETE_EMAILS = delete(_EMAILS).where(_EMAILS.c.user_pk == bindparam("row_pk"))
 _DELETE_USER = delete(_USERS).where(_USERS.c.pk == bindparam("row_pk"))
 _INSERT_EMAILS = insert(_EMAILS)
+_TENANTS: Table = Tenant.__table__  # type: ignore[assignment]
+_COUNT = select(_TENANTS.c.user_count).where(_TENANTS.c.id == bindparam("tenant_id"))
+_ADD_TO_COUNT = (
+    update(_TENANTS)
+    .where(_TENANTS.c.id == bindparam("tenant_id"))
+    .values(user_count=_TENANTS.c.user_count + bindparam("delta"))
+)
+_BY_PKS = select(*_COLUMNS).where(_USERS.c.pk.in_(bindparam("pks", expanding=True)))
 
 
 def _stored(row: Any) -> StoredUser:
@@ -216,19 +225,31 @@ class UserService:
                 else expression.asc().nulls_last()
             )
         order.append(SpUser.pk.desc() if query.descending and query.sort_by else SpUser.pk)
-        total = self.connection.execute(
-            select(func.count()).select_from(_USERS).where(*conditions)
-        ).scalar_one()
+        if query.filter is None:
+            total = self.connection.execute(_COUNT, {"tenant_id": self.tenant_id}).scalar_one()
+        else:
+            total = self.connection.execute(
+                select(func.count()).select_from(_USERS).where(*conditions)
+            ).scalar_one()
         if query.count == 0 or total < query.start_index:
             return total, []
-        rows = self.connection.execute(
-            select(*_COLUMNS)
-            .where(*conditions)
-            .order_by(*order)
-            .offset(query.start_index - 1)
-            .limit(query.count)
-        ).all()
-        return total, [_stored(row) for row in rows]
+        # Deferred join: page through the narrow (tenant_id, pk) index first, then read the
+        # documents of just this page, so deep offsets do not read every skipped document.
+        page = (
+            self.connection.execute(
+                select(_USERS.c.pk)
+                .where(*conditions)
+                .order_by(*order)
+                .offset(query.start_index - 1)
+                .limit(query.count)
+            )
+            .scalars()
+            .all()
+        )
+        if not page:
+            return total, []
+        by_pk = {row.pk: row for row in self.connection.execute(_BY_PKS, {"pks": list(page)})}
+        return total, [_stored(by_pk[pk]) for pk in page if pk in by_pk]
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -253,6 +274,7 @@ class UserService:
             # the failed statement ends this unit of work, which the caller rolls back.
             raise _duplicate() from None
         self._write_emails(pk, document, replace=False)
+        self.connection.execute(_ADD_TO_COUNT, {"tenant_id": self.tenant_id, "delta": 1})
         return StoredUser(user_id, 1, now, now, document)
 
     def _write_emails(self, pk: int, document: dict[str, Any], *, replace: bool) -> None:
@@ -319,6 +341,7 @@ class UserService:
             raise precondition_failed("The resource changed since you read it (If-Match).")
         self.connection.execute(_DELETE_EMAILS, {"row_pk": row.pk})
         self.connection.execute(_DELETE_USER, {"row_pk": row.pk})
+        self.connection.execute(_ADD_TO_COUNT, {"tenant_id": self.tenant_id, "delta": -1})
 
 
 def _duplicate() -> ScimError:
