@@ -225,3 +225,31 @@ def live_server(engine: Engine, settings: Settings) -> Iterator[str]:
     server.should_exit = True
     thread.join(10)
     sock.close()
+
+
+def create_user(scim: Scim, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """POST a user (a typical IdP body by default) and return the created resource."""
+    response = scim.post("/Users", json=body or user_body())
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def total_users(scim: Scim) -> int:
+    """The tenant's unfiltered ``totalResults``."""
+    response = scim.get("/Users")
+    assert response.status_code == 200, response.text
+    total: int = response.json()["totalResults"]
+    return total
+
+
+def database_text(engine: Engine) -> str:
+    """Every row of every table, as text (to prove a secret or a value was never stored)."""
+    from sqlalchemy import inspect as inspect_database
+
+    parts = []
+    with engine.connect() as connection:
+        for name in inspect_database(connection).get_table_names():
+            for row in connection.execute(text(f'SELECT * FROM "{name}"')):  # noqa: S608
+                parts.append(repr(tuple(row)))
+    return "\n".join(parts)

@@ -25,7 +25,6 @@ from sqlalchemy import Engine
 from sqlalchemy import event
 from sqlalchemy import inspect
 from sqlalchemy import select
-from sqlalchemy import text
 from sqlalchemy import update
 
 from scimlink.scim.errors import ScimError
@@ -43,9 +42,12 @@ from tests.conftest import PATCH_OP
 from tests.conftest import Scim
 from tests.conftest import Tenant
 from tests.conftest import assert_scim_error
+from tests.conftest import create_user
+from tests.conftest import database_text
 from tests.conftest import make_tenant
 from tests.conftest import patch_body
 from tests.conftest import snapshot
+from tests.conftest import total_users
 from tests.conftest import user_body
 
 SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
@@ -90,20 +92,6 @@ def _raw(client: TestClient, method: str, path: str, body: Any, headers: Any = N
     return client.request(method, f"{BASE}{path}", content=content, headers=all_headers)
 
 
-def _user(scim: Scim, **extra: Any) -> dict[str, Any]:
-    response = scim.post("/Users", json=user_body(**extra))
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def _total(scim: Scim) -> int:
-    response = scim.get("/Users")
-    assert response.status_code == 200, response.text
-    total: int = response.json()["totalResults"]
-    return total
-
-
 def _token_row(engine: Engine, token: str) -> Any:
     with read_session(make_sessionmaker(engine)) as session:
         return session.execute(
@@ -129,7 +117,7 @@ def _bad_crc(token: str) -> str:
 @pytest.fixture
 def victim(scim: Scim) -> dict[str, Any]:
     """A user of the current tenant that unauthenticated requests try to reach."""
-    return _user(scim)
+    return create_user(scim)
 
 
 # -- A1: no Authorization header -------------------------------------------------------------------
@@ -139,22 +127,22 @@ def test_a1_every_route_needs_a_token_and_nothing_changes(
     client: TestClient, scim: Scim, victim: dict[str, Any]
 ) -> None:
     before = snapshot(scim, victim["id"])
-    total = _total(scim)
+    total = total_users(scim)
     for method, path, body in _requests(victim["id"]):
         _assert_401(_raw(client, method, path, body))
     assert snapshot(scim, victim["id"]) == before
-    assert _total(scim) == total
+    assert total_users(scim) == total
 
 
 def test_a1_refuses_before_looking_at_the_body(client: TestClient, scim: Scim) -> None:
     """An anonymous client learns nothing from body or filter checks: 401 comes first."""
-    total = _total(scim)
+    total = total_users(scim)
     headers = {"Content-Type": "application/scim+json"}
     _assert_401(client.post(f"{BASE}/Users", content=b"{not json", headers=headers))
     _assert_401(client.post(f"{BASE}/Users", content=b"x" * (2 * 1024 * 1024), headers=headers))
     _assert_401(client.get(f"{BASE}/Users", params={"filter": "userName eq"}))
     _assert_401(client.get(f"{BASE}/Users", params={"filter": 'password eq "x"'}))
-    assert _total(scim) == total
+    assert total_users(scim) == total
 
 
 # -- A2: wrong schemes, empty tokens, duplicate headers, query-string tokens -------------------
@@ -188,19 +176,19 @@ def test_a2_bad_authorization_headers_get_401(
     client: TestClient, scim: Scim, victim: dict[str, Any], make_headers: Any
 ) -> None:
     before = snapshot(scim, victim["id"])
-    total = _total(scim)
+    total = total_users(scim)
     headers = make_headers(scim.token)
     for method, path, body in _requests(victim["id"]):
         _assert_401(_raw(client, method, path, body, headers))
     assert snapshot(scim, victim["id"]) == before
-    assert _total(scim) == total
+    assert total_users(scim) == total
 
 
 def test_a2_query_string_tokens_are_never_accepted(
     client: TestClient, scim: Scim, victim: dict[str, Any]
 ) -> None:
     before = snapshot(scim, victim["id"])
-    total = _total(scim)
+    total = total_users(scim)
     for method, path, body in _requests(victim["id"]):
         separator = "&" if "?" in path else "?"
         with_query = f"{path}{separator}access_token={scim.token}"
@@ -215,7 +203,7 @@ def test_a2_query_string_tokens_are_never_accepted(
         )
     )
     assert snapshot(scim, victim["id"]) == before
-    assert _total(scim) == total
+    assert total_users(scim) == total
 
 
 def test_a2_scheme_is_case_insensitive_but_the_token_is_not(scim: Scim) -> None:
@@ -261,7 +249,7 @@ def test_a3_malformed_token_gets_401_without_any_query(
     malform: Any,
 ) -> None:
     before = snapshot(scim, victim["id"])
-    total = _total(scim)
+    total = total_users(scim)
     bad = malform(scim.token)
     assert not tokens.well_formed(bad)
     requests = _requests(victim["id"])
@@ -273,7 +261,7 @@ def test_a3_malformed_token_gets_401_without_any_query(
     assert scim.get("/Users").status_code == 200
     assert query_counter
     assert snapshot(scim, victim["id"]) == before
-    assert _total(scim) == total
+    assert total_users(scim) == total
 
 
 def test_a3_bad_crc_token_is_refused_by_authenticate_without_a_query(
@@ -308,7 +296,7 @@ def _same_401(response: Any, reference: Any) -> None:
 def test_a4_expired_token_one_second_ago_gets_the_unknown_token_answer(
     client: TestClient, engine: Engine, scim: Scim
 ) -> None:
-    victim = _user(scim)
+    victim = create_user(scim)
     before = snapshot(scim, victim["id"])
     reference = _reference_401(client)
     _set_expiry(engine, scim.token, utcnow() - timedelta(seconds=1))
@@ -347,7 +335,7 @@ def test_a4_revoked_token_gets_the_unknown_token_answer(
     client: TestClient, engine: Engine, tenant: Tenant
 ) -> None:
     old = Scim(client, tenant.token)
-    victim = _user(old)
+    victim = create_user(old)
     before = snapshot(old, victim["id"])
     with write_session(make_sessionmaker(engine)) as session:
         new = tenants.generate_token(session, tenant.id).token
@@ -385,16 +373,6 @@ def test_a4_malformed_and_missing_tokens_get_the_same_answer_too(
 # issued only by the use case and the CLI.)
 
 
-def _database_text(engine: Engine) -> str:
-    """Every row of every table, as text."""
-    parts = []
-    with engine.connect() as connection:
-        for name in inspect(connection).get_table_names():
-            for row in connection.execute(text(f'SELECT * FROM "{name}"')):  # noqa: S608
-                parts.append(repr(tuple(row)))
-    return "\n".join(parts)
-
-
 def test_a5_generate_token_returns_it_once_and_stores_only_its_hash(
     client: TestClient, engine: Engine, tenant: Tenant
 ) -> None:
@@ -412,7 +390,7 @@ def test_a5_generate_token_returns_it_once_and_stores_only_its_hash(
         active = tenants.active_token(session, tenant.id)
         assert active is not None
         assert token not in repr([attribute.value for attribute in inspect(active).attrs])
-    dump = _database_text(engine)
+    dump = database_text(engine)
     assert row.token_hash in dump  # the scan does see the token table
     assert token not in dump
     assert token[len(tokens.PREFIX) :] not in dump
@@ -490,7 +468,7 @@ def _not_found_body(response: Any, user_id: str) -> dict[str, Any]:
 
 
 def test_t1_reading_another_tenants_user_is_404_like_a_missing_one(scim: Scim, other: Scim) -> None:
-    theirs = _user(other, title="Secret title", company="B Corp")
+    theirs = create_user(other, user_body(title="Secret title", company="B Corp"))
     missing = str(uuid.uuid4())
     leaked = scim.get(f"/Users/{theirs['id']}")
     absent = scim.get(f"/Users/{missing}")
@@ -507,7 +485,7 @@ def test_t2_a_tenant_in_the_url_is_not_a_way_into_it(
     client: TestClient, engine: Engine, scim: Scim
 ) -> None:
     b = make_tenant(engine)
-    theirs = _user(Scim(client, b.token))
+    theirs = create_user(Scim(client, b.token))
     for path in (
         f"/{b.id}/Users",
         f"/{b.id}/Users/{theirs['id']}",
@@ -517,7 +495,7 @@ def test_t2_a_tenant_in_the_url_is_not_a_way_into_it(
         assert_scim_error(response, 404)
         assert theirs["userName"] not in response.text
     # Query parameters naming the tenant are ignored: the token alone selects it.
-    mine = _user(scim)
+    mine = create_user(scim)
     for params in ({"tenant": b.id}, {"tenant_id": b.id}, {"tenantId": b.id}):
         listed = scim.get("/Users", params=params).json()
         assert [u["id"] for u in listed["Resources"]] == [mine["id"]]
@@ -527,7 +505,7 @@ def test_t2_a_tenant_in_the_url_is_not_a_way_into_it(
 def test_t3_writes_to_another_tenants_user_are_404_and_change_nothing(
     scim: Scim, other: Scim, if_match: str | None
 ) -> None:
-    theirs = _user(other, company="B Corp")
+    theirs = create_user(other, user_body(company="B Corp"))
     before = snapshot(other, theirs["id"])
     headers = {"If-Match": if_match} if if_match else {}
     attempts = [
@@ -548,12 +526,12 @@ def test_t3_writes_to_another_tenants_user_are_404_and_change_nothing(
         assert_scim_error(response, 404)
         assert theirs["userName"] not in response.text
     assert snapshot(other, theirs["id"]) == before
-    assert _total(scim) == 0
+    assert total_users(scim) == 0
 
 
 def test_t3_a_patch_body_cannot_retarget_another_tenants_user(scim: Scim, other: Scim) -> None:
-    mine = _user(scim)
-    theirs = _user(other)
+    mine = create_user(scim)
+    theirs = create_user(other)
     before = snapshot(other, theirs["id"])
     response = scim.patch(
         f"/Users/{mine['id']}",
@@ -586,10 +564,12 @@ T4_FILTERS = [
 
 
 def test_t4_lists_and_filters_only_see_the_own_tenant(scim: Scim, other: Scim) -> None:
-    mine = {_user(scim, company="A")["id"] for _ in range(2)}
+    mine = {create_user(scim, user_body(company="A"))["id"] for _ in range(2)}
     for _ in range(3):
-        _user(other, company="B")
-    _user(other, userName="shared@example.com", emails=[{"value": "shared@example.com"}])
+        create_user(other, user_body(company="B"))
+    create_user(
+        other, user_body(userName="shared@example.com", emails=[{"value": "shared@example.com"}])
+    )
     for flt in T4_FILTERS:
         listed = scim.get("/Users", params={"filter": flt}).json()
         assert listed["totalResults"] == 2, flt
@@ -604,9 +584,9 @@ def test_t4_lists_and_filters_only_see_the_own_tenant(scim: Scim, other: Scim) -
 
 
 def test_t4_unfiltered_and_sorted_lists_count_only_the_own_tenant(scim: Scim, other: Scim) -> None:
-    mine = {_user(scim)["id"]}
+    mine = {create_user(scim)["id"]}
     for _ in range(3):
-        _user(other)
+        create_user(other)
     for params in ({}, {"sortBy": "userName"}, {"sortBy": "emails", "sortOrder": "descending"}):
         listed = scim.get("/Users", params=params).json()
         assert listed["totalResults"] == 1

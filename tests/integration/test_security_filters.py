@@ -23,6 +23,7 @@ from tests.conftest import Scim
 from tests.conftest import Tenant
 from tests.conftest import assert_scim_error
 from tests.conftest import make_tenant
+from tests.conftest import total_users
 from tests.conftest import user_body
 
 SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
@@ -55,11 +56,6 @@ def _refused(scim: Scim, flt: str, scim_type: str = "invalidFilter") -> None:
     searched = scim.post("/Users/.search", json={"schemas": [SEARCH], "filter": flt})
     assert searched.status_code == 400, (flt, searched.text)
     assert_scim_error(searched, 400, scim_type)
-
-
-def _total(scim: Scim) -> int:
-    total: int = scim.get("/Users").json()["totalResults"]
-    return total
 
 
 # -- F1: case-insensitive userName -----------------------------------------------------------------
@@ -211,7 +207,7 @@ def test_f3_operators_match_literally_on_every_kind_of_column(
             assert _ids(scim, f"{attribute} eq {_q(prefix + literal + 'y')}") == expected, attribute
     assert _ids(scim, f"emails[type eq {_q('t' + literal + 'y')}]", search=True) == expected
     # Nothing was dropped or rewritten by the hostile strings.
-    assert _total(scim) == len(LITERALS) + 1
+    assert total_users(scim) == len(LITERALS) + 1
 
 
 def test_f3_wildcards_alone_match_only_values_that_contain_them(
@@ -241,7 +237,7 @@ def test_f3_quote_injection_is_one_literal_value(hay: tuple[Scim, dict[str, str]
     # Unquoted values (as Entra sends them) are one word, not SQL either.
     assert _ids(scim, "userName eq plain@example.com") == {plain}
     assert _ids(scim, "userName eq '1'='1'") == set()
-    assert _total(scim) == len(LITERALS) + 1
+    assert total_users(scim) == len(LITERALS) + 1
 
 
 # -- F4: complexity limits ----------------------------------------------------------------------
