@@ -27,6 +27,7 @@ from scimlink.scim.errors import invalid_value
 from scimlink.scim.errors import not_found
 from scimlink.scim.errors import too_large
 from scimlink.scim.errors import unauthorized
+from scimlink.scim.etag import matches as etag_matches
 from scimlink.scim.projection import parse_attribute_list
 from scimlink.scim.projection import project
 from scimlink.scim.query import Limits
@@ -181,7 +182,8 @@ async def _authenticated(request: Request) -> None:
 
 
 def _user_response(request: Request, user: StoredUser, status: int = 200) -> Response:
-    resource = user.resource(_base_url(request))
+    base = _base_url(request)
+    resource = user.resource(base)
     params = request.query_params
     resource = project(
         resource,
@@ -190,7 +192,7 @@ def _user_response(request: Request, user: StoredUser, status: int = 200) -> Res
     )
     headers = {"ETag": user.etag}
     if status == 201:
-        headers["Location"] = resource["meta"]["location"] if "meta" in resource else ""
+        headers["Location"] = f"{base}/Users/{user.id}"
     return scim_response(resource, status, headers)
 
 
@@ -292,15 +294,9 @@ async def create_user(request: Request) -> Response:
 async def get_user(request: Request, user_id: str) -> Response:
     user = await _in_tenant(request, lambda service: service.get(_user_id(user_id)))
     if_none_match = request.headers.get("if-none-match")
-    if if_none_match is not None and _etag_matches(if_none_match, user.version):
+    if if_none_match is not None and etag_matches(if_none_match, user.version):
         return Response(status_code=304, headers={"ETag": user.etag})
     return _user_response(request, user)
-
-
-def _etag_matches(header: str, version: int) -> bool:
-    from scimlink.scim.etag import matches
-
-    return matches(header, version)
 
 
 @router.put("/Users/{user_id}")
