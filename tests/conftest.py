@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 from scimlink.config import Settings
 from scimlink.sp import schema
+from scimlink.sp import scim_mappings
 from scimlink.sp import tenants
 from scimlink.storage.db import make_engine
 from scimlink.storage.db import make_sessionmaker
@@ -94,10 +95,14 @@ class Tenant:
     token: str
 
 
-def make_tenant(engine: Engine, name: str | None = None) -> Tenant:
+def make_tenant(engine: Engine, name: str | None = None, *, allow_any: bool = True) -> Tenant:
+    """A tenant with a SCIM token and, unless ``allow_any`` is false, the "Allow any user"
+    SCIM mapping Druva recommends (without one, inSync creates nobody)."""
     with write_session(make_sessionmaker(engine)) as session:
         row = tenants.create_tenant(session, name or f"tenant-{uuid.uuid4().hex[:12]}")
         issued = tenants.generate_token(session, row.id)
+        if allow_any:
+            scim_mappings.create_mapping(session, row.id, "Allow any user", any_user=True)
     return Tenant(row.id, issued.token)
 
 

@@ -108,3 +108,67 @@ def test_demo_serves_the_app_half_with_sample_users(tmp_path: Path) -> None:
     finally:
         demo.terminate()
         demo.wait(timeout=10)
+
+
+def test_scim_mapping_commands(env: dict[str, str]) -> None:
+    name = f"map-{uuid.uuid4().hex[:12]}"
+    run(env, "sp", "tenant", "create", name)
+    t = ("--tenant", name)
+    assert (
+        as_json(env, "sp", "profile", "create", *t, "Eng", "--max-users", "10")["max_users"] == 10
+    )
+    assert (
+        as_json(env, "sp", "storage", "create", *t, "EU", "--region", "eu-central-1")["healthy"]
+        is True
+    )
+    eng = as_json(
+        env,
+        "sp",
+        "mapping",
+        "create",
+        *t,
+        "--name",
+        "Eng",
+        "--attribute",
+        "department",
+        "--values",
+        "Engineering",
+        "--profile",
+        "Eng",
+        "--storage",
+        "EU",
+        "--quota",
+        "50",
+    )
+    assert eng["criteria"] == {"attribute": "department", "values": ["Engineering"]}
+    as_json(env, "sp", "mapping", "create", *t, "--name", "Any", "--any")
+    moved = as_json(env, "sp", "mapping", "move", *t, "Any", "--to", "1")
+    assert [m["name"] for m in moved] == ["Any", "Eng"]
+    refused = run(env, "sp", "mapping", "edit", *t, "Eng", "--values", "Sales", check=False)
+    assert refused.returncode == 1
+    assert "cannot change" in refused.stderr
+    assert (
+        as_json(env, "sp", "mapping", "edit", *t, "Eng", "--name", "Engineering")["name"]
+        == "Engineering"
+    )
+    body = json.dumps(
+        {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "a@b.co",
+            "displayName": "A",
+            "department": "Engineering",
+        }
+    )
+    preview = as_json(env, "sp", "mapping", "evaluate", *t, "--body", body)
+    assert (preview["matched"], preview["mapping"]) == (True, "Any")
+    human = run(env, "sp", "mapping", "evaluate", *t, "--body", body).stdout
+    assert "created by mapping Any" in human
+    assert [m["name"] for m in as_json(env, "sp", "mapping", "list", *t)] == ["Any", "Engineering"]
+    run(env, "sp", "mapping", "delete", *t, "Any")
+    assert as_json(env, "sp", "mapping", "evaluate", *t, "--body", body)["mapping"] == "Engineering"
+    assert any(p["name"] == "Eng" for p in as_json(env, "sp", "profile", "list", *t))
+    assert as_json(env, "sp", "storage", "set-health", *t, "EU", "--unhealthy")["healthy"] is False
+    assert "UNHEALTHY" in run(env, "sp", "storage", "list", *t).stdout
+    bad = run(env, "sp", "mapping", "evaluate", *t, "--body", "{not json", check=False)
+    assert bad.returncode == 1
+    assert "not JSON" in bad.stderr

@@ -68,8 +68,10 @@ def test_kill_9_during_create_burst_keeps_every_acknowledged_user(
 ) -> None:
     tenant = _cli(server_env, "sp", "tenant", "create", f"durable-{uuid.uuid4().hex[:8]}")
     token = _cli(server_env, "sp", "token", "generate", "--tenant", tenant["id"])["token"]
+    _cli(server_env, "sp", "mapping", "create", "--tenant", tenant["id"], "--name", "Any", "--any")
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
     acknowledged: list[str] = []
+    failures: list[str] = []
     lock = threading.Lock()
 
     for round_ in range(3):
@@ -94,6 +96,8 @@ def test_kill_9_during_create_burst_keeps_every_acknowledged_user(
                     if response.status_code == 201:
                         with lock:
                             acknowledged.append(response.json()["id"])
+                    else:
+                        failures.append(response.text)
 
         threads = [threading.Thread(target=burst, args=(i,)) for i in range(4)]
         for thread in threads:
@@ -106,6 +110,7 @@ def test_kill_9_during_create_burst_keeps_every_acknowledged_user(
             thread.join()
 
     assert len(acknowledged) > 20, "the burst should have created users before the kill"
+    assert not failures, failures[:3]
     port = _free_port()
     server = _start(server_env, port)
     try:

@@ -167,7 +167,7 @@ def hay(engine: Engine, sp_app: Any) -> Iterator[tuple[Scim, dict[str, str]]]:
     users = {"plain": _user(scim, user_body("plain@example.com", title="plain", company="plain"))}
     for i, literal in enumerate(LITERALS):
         body = user_body(
-            f"x{literal}y-{i}",
+            f"x{literal}y-{i}" if literal in SAFE_IN_USER_NAME else f"xsafe{i}y-{i}",
             emails=[{"value": f"u{i}@example.com", "type": f"t{literal}y"}],
             displayName=f"d{literal}y",
             externalId=f"e{literal}y-{i}",
@@ -177,6 +177,11 @@ def hay(engine: Engine, sp_app: Any) -> Iterator[tuple[Scim, dict[str, str]]]:
         users[literal] = _user(scim, body)
     yield scim, users
     client.close()
+
+
+#: Literals a userName keeps as sent: inSync turns ? * / \\ < > into "_", which would make
+#: userName values collide with the "_" literal's.
+SAFE_IN_USER_NAME = {literal for literal in LITERALS if not set(literal) & set("?*/\\<>_")}
 
 
 def _q(value: str) -> str:
@@ -198,6 +203,8 @@ def test_f3_operators_match_literally_on_every_kind_of_column(
         ("company", "c"),
         ("emails.type", "t"),
     ):
+        if attribute == "userName" and literal not in SAFE_IN_USER_NAME:
+            continue  # inSync rewrites ? * / \\ < > in userName to "_" (see test_insync_policy.py)
         contains = _ids(scim, f"{attribute} co {_q(literal)}")
         assert contains >= expected, attribute
         assert haystack["plain"] not in contains, attribute
@@ -215,9 +222,9 @@ def test_f3_wildcards_alone_match_only_values_that_contain_them(
 ) -> None:
     scim, haystack = hay
     holders = {literal: uid for literal, uid in haystack.items() if literal != "plain"}
-    with_percent = {uid for lit, uid in holders.items() if "%" in lit}
     with_underscore = {uid for lit, uid in holders.items() if "_" in lit}
-    assert _ids(scim, 'userName co "%"', search=True) == with_percent
+    percent_in_user_name = {holders[lit] for lit in SAFE_IN_USER_NAME if "%" in lit}
+    assert _ids(scim, 'userName co "%"', search=True) == percent_in_user_name
     assert _ids(scim, 'displayName co "_"') == with_underscore
     assert _ids(scim, 'userName sw "_"') == set()
     assert _ids(scim, 'userName sw "%"') == set()

@@ -90,8 +90,9 @@ def _people_bodies() -> dict[str, dict[str, Any]]:
             }
         },
     )
+    # D ends up without a displayName: inSync needs one to create a user, so the fixture
+    # removes it afterwards.
     dave = user_body("dave_100%@example.net", emails=[{"value": "dave@example.net"}])
-    del dave["displayName"]
     return {"A": alice, "B": bob, "C": carol, "D": dave}
 
 
@@ -122,7 +123,7 @@ class People:
 
 @pytest.fixture(scope="module")
 def people(sp_app: Any, engine: Engine) -> Iterator[People]:
-    """Four users created in order A, B, C, D; A is then modified last."""
+    """Four users created in order A, B, C, D; D loses its displayName, then A is modified last."""
     with TestClient(sp_app, raise_server_exceptions=False) as client:
         scim = Scim(client, make_tenant(engine).token)
         users = {}
@@ -130,6 +131,12 @@ def people(sp_app: Any, engine: Engine) -> Iterator[People]:
             response = scim.post("/Users", json=body)
             assert response.status_code == 201, response.text
             users[key] = response.json()
+        response = scim.patch(
+            f"/Users/{users['D']['id']}",
+            json=patch_body({"op": "remove", "path": "displayName"}),
+        )
+        assert response.status_code == 200, response.text
+        users["D"] = response.json()
         response = scim.patch(
             f"/Users/{users['A']['id']}",
             json=patch_body({"op": "add", "path": "nickName", "value": "Ally"}),

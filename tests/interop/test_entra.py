@@ -336,7 +336,15 @@ def test_e13_case_insensitive_attribute_names_in_bodies(scim: Scim) -> None:
     assert stored["name"] == {"familyName": "Malley", "givenName": "O"}
     assert stored["emails"] == [{"value": "OMalley@example.com", "type": "work", "primary": True}]
     # Entra's Postman string "True" spelled with a capital key as well.
-    second = _create(scim, {"schemas": [CORE], "UserName": "second@example.com", "Active": "False"})
+    second = _create(
+        scim,
+        {
+            "schemas": [CORE],
+            "UserName": "second@example.com",
+            "DisplayName": "S",
+            "Active": "False",
+        },
+    )
     assert _stored(scim, second["id"])["active"] is False
 
 

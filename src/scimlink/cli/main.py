@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 from typing import Any
 
@@ -18,9 +19,16 @@ from rich.console import Console
 from sqlalchemy.orm import Session
 
 from scimlink.config import Settings
+from scimlink.errors import InvalidInputError
 from scimlink.errors import ScimLinkError
+from scimlink.scim.errors import ScimError
+from scimlink.sp import profiles
 from scimlink.sp import schema
+from scimlink.sp import scim_mappings
 from scimlink.sp import tenants
+from scimlink.sp.models import Profile
+from scimlink.sp.models import ScimMapping
+from scimlink.sp.models import Storage
 from scimlink.sp.scim_api import SCIM_PREFIX
 from scimlink.storage.db import make_engine
 from scimlink.storage.db import make_sessionmaker
@@ -41,6 +49,18 @@ app.add_typer(sp_app, name="sp")
 sp_app.add_typer(tenant_app, name="tenant")
 sp_app.add_typer(token_app, name="token")
 sp_app.add_typer(db_app, name="db")
+mapping_app = typer.Typer(
+    help="SCIM mappings: which users SCIM may create, with which profile and storage.",
+    no_args_is_help=True,
+)
+profile_app = typer.Typer(
+    help="Profiles (user limit, preserved-user auto-delete period).", no_args_is_help=True
+)
+storage_app = typer.Typer(help="Storages (region, health).", no_args_is_help=True)
+sp_app.add_typer(mapping_app, name="mapping")
+sp_app.add_typer(profile_app, name="profile")
+sp_app.add_typer(storage_app, name="storage")
+TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant id or name.")]
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 console = Console()
@@ -183,6 +203,329 @@ def token_generate(
     )
 
 
+def _mapping_data(session: Session, mapping: ScimMapping) -> dict[str, Any]:
+    profile = session.get(Profile, mapping.profile_id)
+    storage = session.get(Storage, mapping.storage_id)
+    return {
+        "id": mapping.id,
+        "name": mapping.name,
+        "priority": mapping.position,
+        "criteria": "Allow any user"
+        if mapping.any_user
+        else {"attribute": mapping.attribute, "values": mapping.values},
+        "profile": profile.name if profile else None,
+        "storage": storage.name if storage else None,
+        "quota_gb": mapping.quota_gb,
+        "send_activation_email": mapping.send_activation_email,
+    }
+
+
+def _mapping_line(data: dict[str, Any]) -> str:
+    criteria = data["criteria"]
+    shown = (
+        criteria
+        if isinstance(criteria, str)
+        else f"{criteria['attribute']} in {criteria['values']}"
+    )
+    quota = f", quota {data['quota_gb']} GB" if data["quota_gb"] is not None else ""
+    return f"{data['priority']}. {data['name']}: {shown} -> profile {data['profile']}, storage {data['storage']}{quota}"
+
+
+@mapping_app.command("create")
+def mapping_create(
+    tenant: TenantOption,
+    name: Annotated[str, typer.Option("--name", help="Mapping name.")],
+    any_user: Annotated[bool, typer.Option("--any", help="Allow any user.")] = False,
+    attribute: Annotated[
+        str | None, typer.Option("--attribute", help="SCIM attribute (case-sensitive).")
+    ] = None,
+    values: Annotated[
+        str | None,
+        typer.Option("--values", help="Values: comma-separated, or semicolon-separated."),
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="Profile (default: the tenant's).")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option("--storage", help="Storage (default: the tenant's).")
+    ] = None,
+    quota: Annotated[int | None, typer.Option("--quota", help="Quota per user, in GB.")] = None,
+    activation_email: Annotated[
+        bool, typer.Option("--activation-email", help="Send an activation e-mail.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a SCIM mapping at the bottom of the priority list."""
+    with _unit_of_work(Settings()) as session:
+        tenant_id = tenants.find_tenant(session, tenant).id
+        mapping = scim_mappings.create_mapping(
+            session,
+            tenant_id,
+            name,
+            any_user=any_user,
+            attribute=attribute,
+            values=values,
+            profile=profile,
+            storage=storage,
+            quota_gb=quota,
+            activation_email=activation_email,
+        )
+        data = _mapping_data(session, mapping)
+    _emit(as_json, data, f"Created SCIM mapping {_mapping_line(data)}")
+
+
+@mapping_app.command("list")
+def mapping_list(tenant: TenantOption, as_json: JsonOption = False) -> None:
+    """List SCIM mappings in priority order (the first match wins)."""
+    with _unit_of_work(Settings()) as session:
+        tenant_id = tenants.find_tenant(session, tenant).id
+        rows = [_mapping_data(session, m) for m in scim_mappings.list_mappings(session, tenant_id)]
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    for row in rows:
+        console.print(_mapping_line(row), highlight=False)
+    if not rows:
+        console.print(
+            "No SCIM mappings: SCIM creates nobody. Add one, e.g. --any for 'Allow any user'."
+        )
+
+
+@mapping_app.command("edit")
+def mapping_edit(
+    tenant: TenantOption,
+    mapping: Annotated[str, typer.Argument(help="Mapping id or name.")],
+    name: Annotated[str | None, typer.Option("--name", help="New name.")] = None,
+    profile: Annotated[str | None, typer.Option("--profile")] = None,
+    storage: Annotated[str | None, typer.Option("--storage")] = None,
+    quota: Annotated[int | None, typer.Option("--quota")] = None,
+    activation_email: Annotated[
+        bool | None, typer.Option("--activation-email/--no-activation-email")
+    ] = None,
+    attribute: Annotated[
+        str | None, typer.Option("--attribute", help="Refused: criteria cannot change.")
+    ] = None,
+    values: Annotated[
+        str | None, typer.Option("--values", help="Refused: criteria cannot change.")
+    ] = None,
+    any_user: Annotated[
+        bool, typer.Option("--any", help="Refused: criteria cannot change.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a mapping's name or inSync configuration (its criteria cannot change)."""
+    with _unit_of_work(Settings()) as session:
+        tenant_id = tenants.find_tenant(session, tenant).id
+        row = scim_mappings.edit_mapping(
+            session,
+            tenant_id,
+            mapping,
+            name=name,
+            profile=profile,
+            storage=storage,
+            quota_gb=quota,
+            activation_email=activation_email,
+            attribute=attribute,
+            values=values,
+            any_user=any_user,
+        )
+        data = _mapping_data(session, row)
+    _emit(as_json, data, f"Updated SCIM mapping {_mapping_line(data)}")
+
+
+@mapping_app.command("move")
+def mapping_move(
+    tenant: TenantOption,
+    mapping: Annotated[str, typer.Argument(help="Mapping id or name.")],
+    position: Annotated[int, typer.Option("--to", help="New priority (1 = first).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Change a mapping's priority."""
+    with _unit_of_work(Settings()) as session:
+        tenant_id = tenants.find_tenant(session, tenant).id
+        rows = [
+            _mapping_data(session, m)
+            for m in scim_mappings.move_mapping(session, tenant_id, mapping, position)
+        ]
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    for row in rows:
+        console.print(_mapping_line(row), highlight=False)
+
+
+@mapping_app.command("delete")
+def mapping_delete(
+    tenant: TenantOption,
+    mapping: Annotated[str, typer.Argument(help="Mapping id or name.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Delete a mapping; the users it placed keep their profile and storage."""
+    with _unit_of_work(Settings()) as session:
+        tenant_id = tenants.find_tenant(session, tenant).id
+        scim_mappings.delete_mapping(session, tenant_id, mapping)
+    _emit(
+        as_json,
+        {"deleted": mapping},
+        f"Deleted SCIM mapping {mapping}; its users keep their configuration.",
+    )
+
+
+@mapping_app.command("evaluate")
+def mapping_evaluate(
+    tenant: TenantOption,
+    body: Annotated[
+        str | None, typer.Option("--body", help="A SCIM user as JSON, or @FILE.")
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="An existing user's id or userName.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show which mapping would place a user, and why, or exactly why it would be rejected."""
+    if (body is None) == (user is None):
+        errors.print("error: give either --body or --user", highlight=False)
+        raise typer.Exit(2)
+    with _unit_of_work(Settings()) as session:
+        tenant_id = tenants.find_tenant(session, tenant).id
+        document = _document_for(session, tenant_id, body, user)
+        data = scim_mappings.preview(session, tenant_id, document)
+    text = data["explanation"] + (
+        f"\n=> created by mapping {data['mapping']} (profile {data['profile']}, storage {data['storage']})"
+        if data["matched"]
+        else ""
+    )
+    _emit(as_json, data, text)
+
+
+def _document_for(
+    session: Session, tenant_id: str, body: str | None, user: str | None
+) -> dict[str, Any]:
+    if body is not None:
+        raw = Path(body[1:]).read_text() if body.startswith("@") else body
+        try:
+            payload = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidInputError(f"--body is not JSON: {exc}") from None
+        try:
+            return scim_mappings.document_from_body(payload)
+        except ScimError as exc:
+            raise InvalidInputError(exc.detail) from None
+    assert user is not None
+    return scim_mappings.stored_document(session, tenant_id, user)
+
+
+@profile_app.command("create")
+def profile_create(
+    tenant: TenantOption,
+    name: Annotated[str, typer.Argument(help="Profile name.")],
+    max_users: Annotated[int | None, typer.Option("--max-users", help="User limit.")] = None,
+    auto_delete_days: Annotated[
+        int | None, typer.Option("--auto-delete-days", help="Delete preserved users after N days.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a profile."""
+    with _unit_of_work(Settings()) as session:
+        tenant_id = tenants.find_tenant(session, tenant).id
+        row = profiles.create_profile(
+            session,
+            tenant_id,
+            name,
+            max_users=max_users,
+            preserved_auto_delete_days=auto_delete_days,
+        )
+        data = {
+            "id": row.id,
+            "name": row.name,
+            "max_users": row.max_users,
+            "auto_delete_days": row.preserved_auto_delete_days,
+        }
+    _emit(as_json, data, f"Created profile {row.name}.")
+
+
+@profile_app.command("list")
+def profile_list(tenant: TenantOption, as_json: JsonOption = False) -> None:
+    """List profiles with their licenses in use."""
+    with _unit_of_work(Settings()) as session:
+        tenant_id = tenants.find_tenant(session, tenant).id
+        rows = [
+            {
+                "id": p.id,
+                "name": p.name,
+                "default": p.is_default,
+                "users": used,
+                "max_users": p.max_users,
+            }
+            for p, used in profiles.list_profiles(session, tenant_id)
+        ]
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    for row in rows:
+        limit = row["max_users"] if row["max_users"] is not None else "no limit"
+        console.print(
+            f"{row['name']}{' (default)' if row['default'] else ''}: {row['users']} users, {limit}",
+            highlight=False,
+        )
+
+
+@storage_app.command("create")
+def storage_create(
+    tenant: TenantOption,
+    name: Annotated[str, typer.Argument(help="Storage name.")],
+    region: Annotated[str, typer.Option("--region", help="Storage region.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Create a storage."""
+    with _unit_of_work(Settings()) as session:
+        tenant_id = tenants.find_tenant(session, tenant).id
+        row = profiles.create_storage(session, tenant_id, name, region)
+        data = {"id": row.id, "name": row.name, "region": row.region, "healthy": row.healthy}
+    _emit(as_json, data, f"Created storage {row.name} in {row.region}.")
+
+
+@storage_app.command("list")
+def storage_list(tenant: TenantOption, as_json: JsonOption = False) -> None:
+    """List storages."""
+    with _unit_of_work(Settings()) as session:
+        tenant_id = tenants.find_tenant(session, tenant).id
+        rows = [
+            {
+                "id": s.id,
+                "name": s.name,
+                "region": s.region,
+                "healthy": s.healthy,
+                "default": s.is_default,
+            }
+            for s in profiles.list_storages(session, tenant_id)
+        ]
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    for row in rows:
+        state = "healthy" if row["healthy"] else "UNHEALTHY"
+        console.print(
+            f"{row['name']}{' (default)' if row['default'] else ''}: {row['region']}, {state}",
+            highlight=False,
+        )
+
+
+@storage_app.command("set-health")
+def storage_set_health(
+    tenant: TenantOption,
+    name: Annotated[str, typer.Argument(help="Storage id or name.")],
+    healthy: Annotated[bool, typer.Option("--healthy/--unhealthy")],
+    as_json: JsonOption = False,
+) -> None:
+    """Mark a storage healthy or unhealthy (an unhealthy storage takes no new users)."""
+    with _unit_of_work(Settings()) as session:
+        tenant_id = tenants.find_tenant(session, tenant).id
+        row = profiles.set_storage_health(session, tenant_id, name, healthy)
+        data = {"name": row.name, "healthy": row.healthy}
+    _emit(as_json, data, f"Storage {row.name} is now {'healthy' if row.healthy else 'unhealthy'}.")
+
+
 DEMO_USERS = (
     ("alice.ng@example.com", "Alice Ng", "Engineering"),
     ("bob.martin@example.com", "Bob Martin", "Sales"),
@@ -209,12 +552,18 @@ def _provision_demo_users(base: str, token: str, *, quiet: bool = False) -> None
                 "department": department,
                 "active": True,
             }
+            placed = client.post("/Users/.evaluate", json=body).json().get("mapping", "no mapping")
             response = client.post("/Users", json=body)
-            outcome = "created" if response.status_code == 201 else "already provisioned"
+            outcome = (
+                f"created by mapping '{placed}'"
+                if response.status_code == 201
+                else "already provisioned"
+            )
             if not quiet:
                 console.print(
                     f"  POST /Users {user_name:<26} -> {response.status_code} {outcome}",
                     highlight=False,
+                    soft_wrap=True,
                 )
         total = client.get("/Users", params={"count": 0}).json()["totalResults"]
     if not quiet:
@@ -222,6 +571,31 @@ def _provision_demo_users(base: str, token: str, *, quiet: bool = False) -> None
             f"The demo tenant now has {total} users. Provision more with any SCIM client.",
             highlight=False,
         )
+
+
+def _demo_policies(session: Session, tenant_id: str) -> None:
+    """Druva's recommended setup: mappings per department, then an "Allow any user" default."""
+    profiles.create_profile(session, tenant_id, "Engineering", max_users=100)
+    profiles.create_storage(session, tenant_id, "EU storage", "eu-central-1")
+    scim_mappings.create_mapping(
+        session,
+        tenant_id,
+        "Engineering",
+        attribute="department",
+        values="Engineering",
+        profile="Engineering",
+        storage="EU storage",
+        quota_gb=500,
+    )
+    scim_mappings.create_mapping(
+        session,
+        tenant_id,
+        "Sales and Marketing",
+        attribute="department",
+        values="Sales, Marketing",
+        quota_gb=100,
+    )
+    scim_mappings.create_mapping(session, tenant_id, "Default (allow any user)", any_user=True)
 
 
 @app.command("demo")
@@ -246,7 +620,12 @@ def demo(
             tenant = tenants.find_tenant(session, "demo")
         except ScimLinkError:
             tenant = tenants.create_tenant(session, "demo")
+            _demo_policies(session, tenant.id)
         issued = tenants.generate_token(session, tenant.id)
+        mapping_lines = [
+            _mapping_line(_mapping_data(session, m))
+            for m in scim_mappings.list_mappings(session, tenant.id)
+        ]
     base = scim_base_url(settings, host, port)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -269,6 +648,9 @@ def demo(
             f"SCIM base URL: {base}\nToken (shown once): {issued.token}",
             highlight=False,
             soft_wrap=True,
+        )
+        console.print(
+            "SCIM mappings (first match wins):\n  " + "\n  ".join(mapping_lines), highlight=False
         )
         _provision_demo_users(base, issued.token)
         console.print(

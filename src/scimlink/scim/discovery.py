@@ -61,11 +61,19 @@ def user_resource_type(base_url: str) -> dict[str, Any]:
     }
 
 
+#: Attributes RFC 7643 leaves optional that this service needs to create a user: inSync refuses
+#: a user without a display name, so the published schema says so.
+REQUIRED_HERE = frozenset({"displayName"})
+
+
 @cache
 def schema_bodies() -> tuple[dict[str, Any], ...]:
     bodies = []
     for model in (User, EnterpriseUser):
         body = model.to_schema().model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
+        for attribute in body["attributes"]:
+            if attribute["name"] in REQUIRED_HERE:
+                attribute["required"] = True
         bodies.append(body)
     return tuple(bodies)
 

@@ -16,6 +16,7 @@ from typing import Any
 from scimlink.scim.attributes import Attribute
 from scimlink.scim.attributes import resolve
 from scimlink.scim.compat import normalise_patch
+from scimlink.scim.compat import normalise_resource
 from scimlink.scim.errors import ScimError
 from scimlink.scim.errors import invalid_path
 from scimlink.scim.errors import invalid_value
@@ -35,6 +36,7 @@ from scimlink.scim.resources import check_patch_schemas
 from scimlink.scim.resources import check_schemas
 from scimlink.scim.resources import dump_user
 from scimlink.scim.resources import load_user
+from scimlink.scim.resources import validate_user
 
 #: ATTRNAME of RFC 7643 §2.1: ALPHA *(nameChar).
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
@@ -157,3 +159,12 @@ def patch_document(
     check_schemas(result.get("schemas"))
     result.update(custom)
     return result, result != document
+
+
+def document_from_payload(payload: dict[str, Any], *, replacement: bool = False) -> dict[str, Any]:
+    """The canonical stored document of a POST (or PUT) body: normalised, validated, custom
+    attributes kept beside the schema ones."""
+    payload = normalise_resource(dict(payload))
+    document = dump_user(validate_user(payload, replacement=replacement))
+    document.update(custom_attributes(payload))
+    return document

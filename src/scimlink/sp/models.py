@@ -55,6 +55,60 @@ class ScimToken(SpBase):
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class Profile(SpBase):
+    """An inSync profile: the policy a user gets, with a user limit and a preserved-user lifetime."""
+
+    __tablename__ = "sp_profiles"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_sp_profiles_tenant_name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("sp_tenants.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    max_users: Mapped[int | None] = mapped_column(Integer, default=None)
+    preserved_auto_delete_days: Mapped[int | None] = mapped_column(Integer, default=None)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Storage(SpBase):
+    """Where a user's backups live: a region, healthy or not."""
+
+    __tablename__ = "sp_storages"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_sp_storages_tenant_name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("sp_tenants.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    region: Mapped[str] = mapped_column(String(64))
+    healthy: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ScimMapping(SpBase):
+    """A SCIM mapping: who it admits (criteria, fixed once created) and what they get."""
+
+    __tablename__ = "sp_scim_mappings"
+    __table_args__ = (Index("ix_sp_scim_mappings_tenant_position", "tenant_id", "position"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("sp_tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(Integer)
+    any_user: Mapped[bool] = mapped_column(Boolean, default=False)
+    attribute: Mapped[str | None] = mapped_column(String(512), default=None)
+    values: Mapped[list[str]] = mapped_column(JsonDocument, default=list)
+    profile_id: Mapped[str] = mapped_column(ForeignKey("sp_profiles.id"))
+    storage_id: Mapped[str] = mapped_column(ForeignKey("sp_storages.id"))
+    quota_gb: Mapped[int | None] = mapped_column(Integer, default=None)
+    send_activation_email: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class SpUser(SpBase):
     """A user as its IdP sees it: indexed columns for what IdPs filter on, plus the document."""
 
@@ -81,6 +135,15 @@ class SpUser(SpBase):
     last_modified: Mapped[datetime]
     version: Mapped[int] = mapped_column(Integer, default=1)
     document: Mapped[dict[str, Any]]
+    #: What the SCIM mapping assigned at creation (inSync configuration); not re-evaluated.
+    mapping_id: Mapped[str | None] = mapped_column(
+        ForeignKey("sp_scim_mappings.id", ondelete="SET NULL"), default=None
+    )
+    profile_id: Mapped[str | None] = mapped_column(
+        ForeignKey("sp_profiles.id"), default=None, index=True
+    )
+    storage_id: Mapped[str | None] = mapped_column(ForeignKey("sp_storages.id"), default=None)
+    quota_gb: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class SpUserEmail(SpBase):

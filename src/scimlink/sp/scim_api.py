@@ -283,6 +283,18 @@ async def search_users(request: Request) -> Response:
     return _list_response(request, query, total, users)
 
 
+@router.post("/Users/.evaluate")
+async def evaluate_user(request: Request) -> Response:
+    """Beyond inSync: preview which SCIM mapping would place this user, before pushing it.
+
+    The body is the SCIM user a directory is about to POST; nothing is created. The answer
+    names the mapping, profile and storage, or says exactly why the create would be refused.
+    """
+    body = await _json_body(request)
+    result = await _in_tenant(request, lambda service: service.preview(body))
+    return Response(orjson.dumps(result), media_type="application/json")
+
+
 @router.post("/Users")
 async def create_user(request: Request) -> Response:
     body = await _json_body(request)

@@ -24,6 +24,7 @@ from scimlink.errors import ConflictError
 from scimlink.errors import InvalidInputError
 from scimlink.errors import NotFoundError
 from scimlink.scim.errors import unauthorized
+from scimlink.sp import profiles
 from scimlink.sp import tokens
 from scimlink.sp.models import ScimToken
 from scimlink.sp.models import Tenant
@@ -51,6 +52,8 @@ def create_tenant(session: Session, name: str, region: str = "cloud") -> Tenant:
     tenant = Tenant(id=str(uuid.uuid4()), name=name, region=region, created=utcnow())
     session.add(tenant)
     session.flush()
+    profiles.create_profile(session, tenant.id, "Default", is_default=True)
+    profiles.create_storage(session, tenant.id, "Default", region, is_default=True)
     return tenant
 
 

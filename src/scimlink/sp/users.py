@@ -8,6 +8,7 @@ concurrent PATCHes never lose an update (security.md C3), and the unique key on 
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,21 +26,23 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scimlink.scim import etag
-from scimlink.scim.compat import normalise_resource
 from scimlink.scim.errors import ScimError
 from scimlink.scim.errors import invalid_value
 from scimlink.scim.errors import not_found
 from scimlink.scim.errors import precondition_failed
 from scimlink.scim.errors import uniqueness
-from scimlink.scim.patch import custom_attributes
+from scimlink.scim.patch import document_from_payload
 from scimlink.scim.patch import patch_document
 from scimlink.scim.query import ListQuery
-from scimlink.scim.resources import dump_user
-from scimlink.scim.resources import validate_user
 from scimlink.scim.text import fold
+from scimlink.sp.mappings import NO_MATCH
 from scimlink.sp.models import SpUser
 from scimlink.sp.models import SpUserEmail
 from scimlink.sp.models import Tenant
+from scimlink.sp.scim_mappings import Placement
+from scimlink.sp.scim_mappings import evaluate_for
+from scimlink.sp.scim_mappings import preview
+from scimlink.sp.scim_mappings import refusal
 from scimlink.sp.user_filters import UserScope
 from scimlink.sp.user_filters import sort_expression
 from scimlink.storage.base import utcnow
@@ -127,6 +130,8 @@ _ADD_TO_COUNT = (
     .where(_TENANTS.c.id == bindparam("tenant_id"))
     .values(user_count=_TENANTS.c.user_count + bindparam("delta"))
 )
+#: inSync replaces these characters of a SCIM userName with "_".
+_USER_NAME_FORBIDDEN = re.compile(r"[?*/\\<>]")
 _BY_PKS = select(*_COLUMNS).where(_USERS.c.pk.in_(bindparam("pks", expanding=True)))
 
 
@@ -183,10 +188,7 @@ def _email_rows(tenant_id: str, user_pk: int, document: dict[str, Any]) -> list[
 
 
 def _document_from(payload: dict[str, Any], *, replacement: bool) -> dict[str, Any]:
-    payload = normalise_resource(dict(payload))
-    document = dump_user(validate_user(payload, replacement=replacement))
-    document.update(custom_attributes(payload))
-    return document
+    return document_from_payload(payload, replacement=replacement)
 
 
 class UserService:
@@ -253,8 +255,28 @@ class UserService:
 
     # -- writes --------------------------------------------------------------------------------
 
+    def _place(self, document: dict[str, Any]) -> Placement:
+        """inSync's create policy: the first matching SCIM mapping, a profile with room, a
+        healthy storage (provisioning-engines.md §5)."""
+        _, placement = evaluate_for(self.session, self.tenant_id, document)
+        if placement is None:
+            raise ScimError(400, NO_MATCH, "invalidValue")
+        refused = refusal(self.session, placement)
+        if refused is not None:
+            status, detail = refused
+            raise ScimError(status, detail, "invalidValue" if status == 400 else None)
+        return placement
+
+    def preview(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """What ``create`` would decide for ``payload``, without creating anything."""
+        document = _document_from(payload, replacement=False)
+        document["userName"] = _USER_NAME_FORBIDDEN.sub("_", document["userName"])
+        return preview(self.session, self.tenant_id, document)
+
     def create(self, payload: dict[str, Any]) -> StoredUser:
         document = _document_from(payload, replacement=False)
+        document["userName"] = _USER_NAME_FORBIDDEN.sub("_", document["userName"])
+        placement = self._place(document)
         columns = _indexed(document)
         now = _now()
         user_id = str(uuid.uuid4())
@@ -265,6 +287,10 @@ class UserService:
             "last_modified": now,
             "version": 1,
             "document": document,
+            "mapping_id": placement.mapping_id,
+            "profile_id": placement.profile_id,
+            "storage_id": placement.storage_id,
+            "quota_gb": placement.quota_gb,
             **columns,
         }
         try:
