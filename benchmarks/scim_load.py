@@ -544,6 +544,8 @@ def run_scimlink(db: str, users: int, samples: int, max_seconds: float) -> Run:
             env["SCIMLINK_SP_DATABASE_URL"] = PG_BENCH.replace("postgresql:", "postgresql+psycopg:")
         tenant = scimlink_cli(env, "tenant", "create", "bench")
         token = str(scimlink_cli(env, "token", "generate", "--tenant", "bench")["token"])
+        # inSync creates nobody without a SCIM mapping: the recommended "Allow any user" one.
+        scimlink_cli(env, "mapping", "create", "--tenant", "bench", "--name", "Any", "--any")
         log(f"  seeding {users:,} users into {db}")
         if db == "sqlite":
             seeded = seeding.seed_sqlite(str(sqlite_path), tenant["id"], users)
