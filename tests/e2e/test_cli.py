@@ -172,3 +172,36 @@ def test_scim_mapping_commands(env: dict[str, str]) -> None:
     bad = run(env, "sp", "mapping", "evaluate", *t, "--body", "{not json", check=False)
     assert bad.returncode == 1
     assert "not JSON" in bad.stderr
+
+
+def test_user_lifecycle_commands(tmp_path: Path) -> None:
+    from scimlink.sp import tenants
+    from scimlink.sp.users import UserService
+    from scimlink.storage.db import make_engine
+    from scimlink.storage.db import make_sessionmaker
+    from scimlink.storage.db import write_session
+    from tests.conftest import user_body
+
+    env = {**os.environ, "SCIMLINK_DATA_DIR": str(tmp_path)}
+    env.pop("SCIMLINK_SP_DATABASE_URL", None)
+    run(env, "sp", "tenant", "create", "acme")
+    run(env, "sp", "mapping", "create", "--tenant", "acme", "--name", "Any", "--any")
+    engine = make_engine(f"sqlite:///{tmp_path / 'sp.db'}")
+    with write_session(make_sessionmaker(engine)) as session:
+        tenant_id = tenants.find_tenant(session, "acme").id
+        UserService(session, tenant_id).create(user_body("kim@example.com"))
+    engine.dispose()
+    preserved = as_json(env, "sp", "user", "preserve", "--tenant", "acme", "kim@example.com")
+    assert (preserved["state"], preserved["preserved_by"]) == ("preserved", "admin")
+    listing = as_json(env, "sp", "user", "list", "--tenant", "acme", "--state", "preserved")
+    assert [u["userName"] for u in listing["users"]] == ["kim@example.com"]
+    assert listing["licenses"] == {"active": 0, "preserved": 1}
+    assert "preserved by admin" in run(env, "sp", "user", "list", "--tenant", "acme").stdout
+    assert (
+        as_json(env, "sp", "user", "activate", "--tenant", "acme", "kim@example.com")["state"]
+        == "active"
+    )
+    run(env, "sp", "user", "delete", "--tenant", "acme", "kim@example.com")
+    assert as_json(env, "sp", "user", "list", "--tenant", "acme")["users"] == []
+    bad = run(env, "sp", "user", "list", "--tenant", "acme", "--state", "gone", check=False)
+    assert bad.returncode == 2

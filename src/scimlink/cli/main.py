@@ -22,6 +22,7 @@ from scimlink.config import Settings
 from scimlink.errors import InvalidInputError
 from scimlink.errors import ScimLinkError
 from scimlink.scim.errors import ScimError
+from scimlink.sp import lifecycle
 from scimlink.sp import profiles
 from scimlink.sp import schema
 from scimlink.sp import scim_mappings
@@ -60,6 +61,11 @@ storage_app = typer.Typer(help="Storages (region, health).", no_args_is_help=Tru
 sp_app.add_typer(mapping_app, name="mapping")
 sp_app.add_typer(profile_app, name="profile")
 sp_app.add_typer(storage_app, name="storage")
+user_app = typer.Typer(
+    help="Accounts: list, preserve, activate, delete (the management console's actions).",
+    no_args_is_help=True,
+)
+sp_app.add_typer(user_app, name="user")
 TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant id or name.")]
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -524,6 +530,89 @@ def storage_set_health(
         row = profiles.set_storage_health(session, tenant_id, name, healthy)
         data = {"name": row.name, "healthy": row.healthy}
     _emit(as_json, data, f"Storage {row.name} is now {'healthy' if row.healthy else 'unhealthy'}.")
+
+
+def _account_data(account: lifecycle.Account) -> dict[str, Any]:
+    return {
+        "id": account.id,
+        "userName": account.user_name,
+        "state": account.state,
+        "preserved_by": account.preserved_by,
+        "preserved_at": account.preserved_at.isoformat() if account.preserved_at else None,
+        "deleted_in_idp": account.deleted_in_idp,
+        "profile": account.profile,
+    }
+
+
+def _account_line(data: dict[str, Any]) -> str:
+    state = data["state"] if data["state"] == "active" else f"preserved by {data['preserved_by']}"
+    gone = ", deleted in the IdP" if data["deleted_in_idp"] else ""
+    return f"{data['userName']}  {state}{gone}  (profile {data['profile']}, id {data['id']})"
+
+
+@user_app.command("list")
+def user_list(
+    tenant: TenantOption,
+    state: Annotated[str | None, typer.Option("--state", help="active or preserved.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many.")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """List accounts with their state, and the licenses in use."""
+    if state not in (None, "active", "preserved"):
+        errors.print("error: --state is active or preserved", highlight=False)
+        raise typer.Exit(2)
+    with _unit_of_work(Settings()) as session:
+        tenant_id = tenants.find_tenant(session, tenant).id
+        rows = [
+            _account_data(a)
+            for a in lifecycle.list_accounts(session, tenant_id, state=state, limit=limit)
+        ]
+        counts = lifecycle.license_counts(session, tenant_id)
+    if as_json:
+        sys.stdout.write(json.dumps({"users": rows, "licenses": counts}) + "\n")
+        return
+    for row in rows:
+        console.print(_account_line(row), highlight=False)
+    console.print(
+        f"Licenses in use: {counts['active']} active; {counts['preserved']} preserved (no license)."
+    )
+
+
+def _account_command(action: str, tenant: str, user: str, as_json: bool) -> None:
+    with _unit_of_work(Settings()) as session:
+        tenant_id = tenants.find_tenant(session, tenant).id
+        if action == "delete":
+            lifecycle.delete(session, tenant_id, user)
+            data: dict[str, Any] = {"deleted": user}
+            text = f"Deleted {user} and its data."
+        else:
+            account = (lifecycle.preserve if action == "preserve" else lifecycle.activate)(
+                session, tenant_id, user
+            )
+            data = _account_data(account)
+            text = _account_line(data)
+    _emit(as_json, data, text)
+
+
+UserArgument = Annotated[str, typer.Argument(help="The user's id or userName.")]
+
+
+@user_app.command("preserve")
+def user_preserve(tenant: TenantOption, user: UserArgument, as_json: JsonOption = False) -> None:
+    """Preserve an account: license released, data kept; the IdP cannot reactivate it."""
+    _account_command("preserve", tenant, user, as_json)
+
+
+@user_app.command("activate")
+def user_activate(tenant: TenantOption, user: UserArgument, as_json: JsonOption = False) -> None:
+    """Make a preserved account Active again."""
+    _account_command("activate", tenant, user, as_json)
+
+
+@user_app.command("delete")
+def user_delete(tenant: TenantOption, user: UserArgument, as_json: JsonOption = False) -> None:
+    """Delete an account and its data for good."""
+    _account_command("delete", tenant, user, as_json)
 
 
 DEMO_USERS = (

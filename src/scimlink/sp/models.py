@@ -12,6 +12,7 @@ from sqlalchemy import Integer
 from sqlalchemy import MetaData
 from sqlalchemy import String
 from sqlalchemy import UniqueConstraint
+from sqlalchemy import false
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
@@ -144,6 +145,13 @@ class SpUser(SpBase):
     )
     storage_id: Mapped[str | None] = mapped_column(ForeignKey("sp_storages.id"), default=None)
     quota_gb: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: inSync's account state: ``active`` or ``preserved`` (license released, data kept).
+    state: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
+    #: Who preserved it: ``idp`` (deactivated or deleted over SCIM) or ``admin`` (console).
+    preserved_by: Mapped[str | None] = mapped_column(String(8), default=None)
+    preserved_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: Deleted by the IdP: SCIM answers 404 for it (RFC 7644 §3.6), the account stays preserved.
+    scim_deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class SpUserEmail(SpBase):

@@ -107,10 +107,10 @@ def find_storage(session: Session, tenant_id: str, ref: str | None) -> Storage:
 
 
 def list_profiles(session: Session, tenant_id: str) -> list[tuple[Profile, int]]:
-    """Profiles with the number of users each holds (licenses in use)."""
+    """Profiles with their licenses in use: Active users (a preserved user releases its license)."""
     counts = (
         select(SpUser.profile_id, func.count().label("users"))
-        .where(SpUser.tenant_id == tenant_id)
+        .where(SpUser.tenant_id == tenant_id, SpUser.state == "active")
         .group_by(SpUser.profile_id)
         .subquery()
     )

@@ -250,7 +250,7 @@ def refusal(session: Session, placement: Placement) -> tuple[int, str] | None:
     assert profile is not None
     if profile.max_users is not None:
         used = session.execute(
-            select(func.count()).where(SpUser.profile_id == profile.id)
+            select(func.count()).where(SpUser.profile_id == profile.id, SpUser.state == "active")
         ).scalar_one()
         if used >= profile.max_users:
             return (

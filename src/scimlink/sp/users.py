@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement
 from sqlalchemy import Table
 from sqlalchemy import bindparam
 from sqlalchemy import delete
+from sqlalchemy import false
 from sqlalchemy import func
 from sqlalchemy import insert
 from sqlalchemy import select
@@ -100,10 +101,19 @@ _COLUMNS = (
     _USERS.c.created,
     _USERS.c.last_modified,
     _USERS.c.document,
+    _USERS.c.state,
+    _USERS.c.preserved_by,
+    _USERS.c.preserved_at,
+    _USERS.c.scim_deleted,
 )
 # Statements built once: SQLAlchemy then reuses their compiled form on every request.
 _BY_ID = select(*_COLUMNS).where(
-    _USERS.c.id == bindparam("user_id"), _USERS.c.tenant_id == bindparam("tenant_id")
+    _USERS.c.id == bindparam("user_id"),
+    _USERS.c.tenant_id == bindparam("tenant_id"),
+    _USERS.c.scim_deleted == false(),
+)
+_BY_USER_NAME = select(*_COLUMNS).where(
+    _USERS.c.tenant_id == bindparam("tenant_id"), _USERS.c.user_name_key == bindparam("key")
 )
 _INSERT = insert(_USERS).returning(_USERS.c.pk)
 _UPDATE = (
@@ -118,10 +128,25 @@ _UPDATE = (
         external_id=bindparam("external_id"),
         display_name_key=bindparam("display_name_key"),
         active=bindparam("active"),
+        state=bindparam("state"),
+        preserved_by=bindparam("preserved_by"),
+        preserved_at=bindparam("preserved_at"),
+        scim_deleted=bindparam("scim_deleted"),
     )
 )
 _DELETE_EMAILS = delete(_EMAILS).where(_EMAILS.c.user_pk == bindparam("row_pk"))
-_DELETE_USER = delete(_USERS).where(_USERS.c.pk == bindparam("row_pk"))
+_HIDE_USER = (
+    update(_USERS)
+    .where(_USERS.c.pk == bindparam("row_pk"))
+    .values(
+        scim_deleted=True,
+        state="preserved",
+        preserved_by=func.coalesce(_USERS.c.preserved_by, "idp"),
+        preserved_at=func.coalesce(_USERS.c.preserved_at, bindparam("now")),
+        last_modified=bindparam("now"),
+        version=_USERS.c.version + 1,
+    )
+)
 _INSERT_EMAILS = insert(_EMAILS)
 _TENANTS: Table = Tenant.__table__  # type: ignore[assignment]
 _COUNT = select(_TENANTS.c.user_count).where(_TENANTS.c.id == bindparam("tenant_id"))
@@ -215,7 +240,10 @@ class UserService:
 
     def search(self, query: ListQuery) -> tuple[int, list[StoredUser]]:
         """One COUNT and one page query, both in SQL (RFC 7644 §3.4.2.4)."""
-        conditions: list[ColumnElement[bool]] = [SpUser.tenant_id == self.tenant_id]
+        conditions: list[ColumnElement[bool]] = [
+            SpUser.tenant_id == self.tenant_id,
+            SpUser.scim_deleted.is_(False),
+        ]
         if query.filter is not None:
             conditions.append(compile_filter(query.filter, UserScope(self.dialect)))
         order: list[Any] = []
@@ -276,8 +304,13 @@ class UserService:
     def create(self, payload: dict[str, Any]) -> StoredUser:
         document = _document_from(payload, replacement=False)
         document["userName"] = _USER_NAME_FORBIDDEN.sub("_", document["userName"])
-        placement = self._place(document)
         columns = _indexed(document)
+        existing = self.connection.execute(
+            _BY_USER_NAME, {"tenant_id": self.tenant_id, "key": columns["user_name_key"]}
+        ).one_or_none()
+        if existing is not None:
+            return self._reprovision(existing, document)
+        placement = self._place(document)
         now = _now()
         user_id = str(uuid.uuid4())
         values = {
@@ -293,6 +326,8 @@ class UserService:
             "quota_gb": placement.quota_gb,
             **columns,
         }
+        if not columns["active"]:  # created deactivated: preserved by the IdP from the start
+            values.update(state="preserved", preserved_by="idp", preserved_at=now)
         try:
             pk = self.connection.execute(_INSERT, values).scalar_one()
         except IntegrityError:
@@ -303,6 +338,23 @@ class UserService:
         self.connection.execute(_ADD_TO_COUNT, {"tenant_id": self.tenant_id, "delta": 1})
         return StoredUser(user_id, 1, now, now, document)
 
+    def _reprovision(self, row: Any, document: dict[str, Any]) -> StoredUser:
+        """POST of a userName the tenant already has (provisioning-engines.md §5).
+
+        An IdP-preserved account (deactivated or deleted) becomes Active again, the same
+        account with its profile and storage; an admin-preserved one stays preserved; an
+        active one is a uniqueness conflict (RFC 7644 §3.3).
+        """
+        if row.state == "active" and not row.scim_deleted:
+            raise _duplicate()
+        if row.preserved_by == "admin":
+            raise _admin_preserved()
+        document["active"] = True
+        stored = self._store(row, document, None, reprovision=True)
+        if row.scim_deleted:
+            self.connection.execute(_ADD_TO_COUNT, {"tenant_id": self.tenant_id, "delta": 1})
+        return stored
+
     def _write_emails(self, pk: int, document: dict[str, Any], *, replace: bool) -> None:
         if replace:
             self.connection.execute(_DELETE_EMAILS, {"row_pk": pk})
@@ -310,12 +362,25 @@ class UserService:
         if rows:
             self.connection.execute(_INSERT_EMAILS, rows)
 
-    def _store(self, row: Any, document: dict[str, Any], if_match: str | None) -> StoredUser:
-        """Write ``document`` over ``row`` if nobody else did in between (compare-and-set)."""
+    def _store(
+        self, row: Any, document: dict[str, Any], if_match: str | None, *, reprovision: bool = False
+    ) -> StoredUser:
+        """Write ``document`` over ``row`` if nobody else did in between (compare-and-set).
+
+        ``active`` drives inSync's state: false preserves the account (by the IdP), true makes
+        an IdP-preserved account Active again; an admin-preserved account refuses reactivation.
+        """
         if if_match is not None and not etag.matches(if_match, row.version):
             raise precondition_failed("The resource changed since you read it (If-Match).")
         now = _now()
+        state, preserved_by, preserved_at = _next_state(row, document, now)
+        if "active" in document:
+            document["active"] = state == "active"
         values = {
+            "state": state,
+            "preserved_by": preserved_by,
+            "preserved_at": preserved_at,
+            "scim_deleted": False if reprovision else row.scim_deleted,
             "row_pk": row.pk,
             "row_version": row.version,
             "last_modified": now,
@@ -323,6 +388,7 @@ class UserService:
             "document": document,
             **_indexed(document),
         }
+        values["active"] = state == "active"
         try:
             result = self.connection.execute(_UPDATE, values)
         except IntegrityError:
@@ -365,9 +431,31 @@ class UserService:
         row = self._row(user_id)
         if if_match is not None and not etag.matches(if_match, row.version):
             raise precondition_failed("The resource changed since you read it (If-Match).")
-        self.connection.execute(_DELETE_EMAILS, {"row_pk": row.pk})
-        self.connection.execute(_DELETE_USER, {"row_pk": row.pk})
+        # inSync preserves the account; SCIM no longer shows it (RFC 7644 §3.6).
+        self.connection.execute(_HIDE_USER, {"row_pk": row.pk, "now": _now()})
         self.connection.execute(_ADD_TO_COUNT, {"tenant_id": self.tenant_id, "delta": -1})
+
+
+def _admin_preserved() -> ScimError:
+    return ScimError(
+        403,
+        "This user was preserved by an administrator in the management console and cannot be "
+        "reactivated from the IdP; an administrator must activate it.",
+    )
+
+
+def _next_state(row: Any, document: dict[str, Any], now: datetime) -> tuple[str, str | None, Any]:
+    """inSync's Active <-> Preserved transition for an update from the IdP."""
+    wants_active = (
+        document["active"] is not False if "active" in document else row.state == "active"
+    )
+    if row.state == "active":
+        return ("active", None, None) if wants_active else ("preserved", "idp", now)
+    if not wants_active:
+        return "preserved", row.preserved_by, row.preserved_at
+    if row.preserved_by == "admin":
+        raise _admin_preserved()
+    return "active", None, None
 
 
 def _duplicate() -> ScimError:
