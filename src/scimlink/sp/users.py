@@ -350,7 +350,10 @@ class UserService:
         if row.preserved_by == "admin":
             raise _admin_preserved()
         document["active"] = True
-        stored = self._store(row, document, None, reprovision=True)
+        try:
+            stored = self._store(row, document, None, reprovision=True)
+        except _Conflict:
+            raise _busy() from None
         if row.scim_deleted:
             self.connection.execute(_ADD_TO_COUNT, {"tenant_id": self.tenant_id, "delta": 1})
         return stored
@@ -414,7 +417,7 @@ class UserService:
                     raise precondition_failed(
                         "The resource changed since you read it (If-Match)."
                     ) from None
-        raise ScimError(503, "The resource is being changed concurrently; retry the request.")
+        raise _busy()
 
     def replace(self, user_id: str, payload: dict[str, Any], if_match: str | None) -> StoredUser:
         document = _document_from(payload, replacement=True)
@@ -456,6 +459,10 @@ def _next_state(row: Any, document: dict[str, Any], now: datetime) -> tuple[str,
     if row.preserved_by == "admin":
         raise _admin_preserved()
     return "active", None, None
+
+
+def _busy() -> ScimError:
+    return ScimError(503, "The resource is being changed concurrently; retry the request.")
 
 
 def _duplicate() -> ScimError:
