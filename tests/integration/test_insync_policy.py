@@ -251,3 +251,20 @@ def test_mapping_rules_for_administrators(bare: tuple[Scim, str, Engine]) -> Non
     # Deleting a mapping keeps its users, with their profile and storage.
     assert scim.get(f"/Users/{created['id']}").status_code == 200
     assert _placement(engine, created["id"])[:2] == ("Default", "Default")
+
+
+def test_profile_and_storage_names_are_checked(bare: tuple[Scim, str, Engine]) -> None:
+    from scimlink.errors import ConflictError
+
+    _, tenant_id, engine = bare
+    with _unit(engine) as session:
+        with pytest.raises(ConflictError, match="profile named 'Default'"):
+            profiles.create_profile(session, tenant_id, " Default ")
+        with pytest.raises(ConflictError, match="storage named 'Default'"):
+            profiles.create_storage(session, tenant_id, "Default", "eu")
+        with pytest.raises(InvalidInputError, match="non-empty"):
+            profiles.create_storage(session, tenant_id, " ", "eu")
+        with pytest.raises(InvalidInputError, match="negative"):
+            profiles.create_profile(session, tenant_id, "Neg", max_users=-1)
+        with pytest.raises(NotFoundError, match="No storage 'Nope'"):
+            profiles.find_storage(session, tenant_id, "Nope")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import TypeVar
 
 from sqlalchemy import func
 from sqlalchemy import or_
@@ -17,6 +18,20 @@ from scimlink.sp.models import SpUser
 from scimlink.sp.models import Storage
 from scimlink.storage.base import utcnow
 
+_Named = TypeVar("_Named", Profile, Storage)
+
+
+def _new_name(session: Session, model: type[_Named], tenant_id: str, name: str, kind: str) -> str:
+    """Names are non-empty and unique per tenant."""
+    name = name.strip()
+    if not name:
+        raise InvalidInputError(f"A {kind} needs a non-empty name.")
+    if session.execute(
+        select(model.id).where(model.tenant_id == tenant_id, model.name == name)
+    ).first():
+        raise ConflictError(f"A {kind} named {name!r} already exists.")
+    return name
+
 
 def create_profile(
     session: Session,
@@ -27,15 +42,9 @@ def create_profile(
     preserved_auto_delete_days: int | None = None,
     is_default: bool = False,
 ) -> Profile:
-    name = name.strip()
-    if not name:
-        raise InvalidInputError("A profile needs a non-empty name.")
+    name = _new_name(session, Profile, tenant_id, name, "profile")
     if max_users is not None and max_users < 0:
         raise InvalidInputError("The maximum number of users cannot be negative.")
-    if session.execute(
-        select(Profile.id).where(Profile.tenant_id == tenant_id, Profile.name == name)
-    ).first():
-        raise ConflictError(f"A profile named {name!r} already exists.")
     profile = Profile(
         id=str(uuid.uuid4()),
         tenant_id=tenant_id,
@@ -53,13 +62,7 @@ def create_profile(
 def create_storage(
     session: Session, tenant_id: str, name: str, region: str, *, is_default: bool = False
 ) -> Storage:
-    name = name.strip()
-    if not name:
-        raise InvalidInputError("A storage needs a non-empty name.")
-    if session.execute(
-        select(Storage.id).where(Storage.tenant_id == tenant_id, Storage.name == name)
-    ).first():
-        raise ConflictError(f"A storage named {name!r} already exists.")
+    name = _new_name(session, Storage, tenant_id, name, "storage")
     storage = Storage(
         id=str(uuid.uuid4()),
         tenant_id=tenant_id,
@@ -74,36 +77,29 @@ def create_storage(
     return storage
 
 
-def find_profile(session: Session, tenant_id: str, ref: str | None) -> Profile:
-    """A profile by id or name; ``None`` means the tenant's default profile."""
-    query = select(Profile).where(Profile.tenant_id == tenant_id)
-    query = (
-        query.where(Profile.is_default)
-        if ref is None
-        else query.where(or_(Profile.id == ref, Profile.name == ref))
-    )
-    profile = session.execute(query).scalars().first()
-    if profile is None:
+def _by_ref(
+    session: Session, model: type[_Named], tenant_id: str, ref: str | None, kind: str
+) -> _Named:
+    """A tenant's profile or storage by id or name; ``None`` means the tenant's default one."""
+    query = select(model).where(model.tenant_id == tenant_id)
+    if ref is None:
+        query = query.where(model.is_default)
+    else:
+        query = query.where(or_(model.id == ref, model.name == ref))
+    found = session.execute(query).scalars().first()
+    if found is None:
         raise NotFoundError(
-            f"No profile {ref!r} in this tenant." if ref else "The tenant has no default profile."
+            f"No {kind} {ref!r} in this tenant." if ref else f"The tenant has no default {kind}."
         )
-    return profile
+    return found
+
+
+def find_profile(session: Session, tenant_id: str, ref: str | None) -> Profile:
+    return _by_ref(session, Profile, tenant_id, ref, "profile")
 
 
 def find_storage(session: Session, tenant_id: str, ref: str | None) -> Storage:
-    """A storage by id or name; ``None`` means the tenant's default storage."""
-    query = select(Storage).where(Storage.tenant_id == tenant_id)
-    query = (
-        query.where(Storage.is_default)
-        if ref is None
-        else query.where(or_(Storage.id == ref, Storage.name == ref))
-    )
-    storage = session.execute(query).scalars().first()
-    if storage is None:
-        raise NotFoundError(
-            f"No storage {ref!r} in this tenant." if ref else "The tenant has no default storage."
-        )
-    return storage
+    return _by_ref(session, Storage, tenant_id, ref, "storage")
 
 
 def list_profiles(session: Session, tenant_id: str) -> list[tuple[Profile, int]]:
