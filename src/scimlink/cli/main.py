@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,6 +95,29 @@ def _unit_of_work(settings: Settings) -> Iterator[Session]:
         engine.dispose()
 
 
+@contextmanager
+def _tenant_unit(ref: str) -> Iterator[tuple[Session, str]]:
+    """One unit of work on the tenant named by ``--tenant`` (id or name)."""
+    with _unit_of_work(Settings()) as session:
+        yield session, tenants.find_tenant(session, ref).id
+
+
+def _emit_rows(
+    as_json: bool,
+    rows: list[dict[str, Any]],
+    line: Callable[[dict[str, Any]], str],
+    empty: str = "",
+) -> None:
+    """A listing: a JSON array, or one line per row (``empty`` when there are none)."""
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    for row in rows:
+        console.print(line(row), highlight=False)
+    if not rows and empty:
+        console.print(empty, highlight=False)
+
+
 def scim_base_url(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> str:
     root = settings.sp_public_url.rstrip("/") if settings.sp_public_url else f"http://{host}:{port}"
     return f"{root}{SCIM_PREFIX}"
@@ -176,13 +200,12 @@ def tenant_list(as_json: JsonOption = False) -> None:
         rows = [
             {"id": t.id, "name": t.name, "region": t.region} for t in tenants.list_tenants(session)
         ]
-    if as_json:
-        sys.stdout.write(json.dumps(rows) + "\n")
-        return
-    for row in rows:
-        console.print(f"{row['id']}  {row['name']}  ({row['region']})", highlight=False)
-    if not rows:
-        console.print("No tenants yet: scimlink sp tenant create NAME")
+    _emit_rows(
+        as_json,
+        rows,
+        lambda row: f"{row['id']}  {row['name']}  ({row['region']})",
+        empty="No tenants yet: scimlink sp tenant create NAME",
+    )
 
 
 @token_app.command("generate")
@@ -262,8 +285,7 @@ def mapping_create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a SCIM mapping at the bottom of the priority list."""
-    with _unit_of_work(Settings()) as session:
-        tenant_id = tenants.find_tenant(session, tenant).id
+    with _tenant_unit(tenant) as (session, tenant_id):
         mapping = scim_mappings.create_mapping(
             session,
             tenant_id,
@@ -283,18 +305,14 @@ def mapping_create(
 @mapping_app.command("list")
 def mapping_list(tenant: TenantOption, as_json: JsonOption = False) -> None:
     """List SCIM mappings in priority order (the first match wins)."""
-    with _unit_of_work(Settings()) as session:
-        tenant_id = tenants.find_tenant(session, tenant).id
+    with _tenant_unit(tenant) as (session, tenant_id):
         rows = [_mapping_data(session, m) for m in scim_mappings.list_mappings(session, tenant_id)]
-    if as_json:
-        sys.stdout.write(json.dumps(rows) + "\n")
-        return
-    for row in rows:
-        console.print(_mapping_line(row), highlight=False)
-    if not rows:
-        console.print(
-            "No SCIM mappings: SCIM creates nobody. Add one, e.g. --any for 'Allow any user'."
-        )
+    _emit_rows(
+        as_json,
+        rows,
+        lambda row: _mapping_line(row),
+        empty="No SCIM mappings: SCIM creates nobody. Add one, e.g. --any for 'Allow any user'.",
+    )
 
 
 @mapping_app.command("edit")
@@ -320,8 +338,7 @@ def mapping_edit(
     as_json: JsonOption = False,
 ) -> None:
     """Change a mapping's name or inSync configuration (its criteria cannot change)."""
-    with _unit_of_work(Settings()) as session:
-        tenant_id = tenants.find_tenant(session, tenant).id
+    with _tenant_unit(tenant) as (session, tenant_id):
         row = scim_mappings.edit_mapping(
             session,
             tenant_id,
@@ -347,17 +364,12 @@ def mapping_move(
     as_json: JsonOption = False,
 ) -> None:
     """Change a mapping's priority."""
-    with _unit_of_work(Settings()) as session:
-        tenant_id = tenants.find_tenant(session, tenant).id
+    with _tenant_unit(tenant) as (session, tenant_id):
         rows = [
             _mapping_data(session, m)
             for m in scim_mappings.move_mapping(session, tenant_id, mapping, position)
         ]
-    if as_json:
-        sys.stdout.write(json.dumps(rows) + "\n")
-        return
-    for row in rows:
-        console.print(_mapping_line(row), highlight=False)
+    _emit_rows(as_json, rows, _mapping_line)
 
 
 @mapping_app.command("delete")
@@ -367,8 +379,7 @@ def mapping_delete(
     as_json: JsonOption = False,
 ) -> None:
     """Delete a mapping; the users it placed keep their profile and storage."""
-    with _unit_of_work(Settings()) as session:
-        tenant_id = tenants.find_tenant(session, tenant).id
+    with _tenant_unit(tenant) as (session, tenant_id):
         scim_mappings.delete_mapping(session, tenant_id, mapping)
     _emit(
         as_json,
@@ -392,8 +403,7 @@ def mapping_evaluate(
     if (body is None) == (user is None):
         errors.print("error: give either --body or --user", highlight=False)
         raise typer.Exit(2)
-    with _unit_of_work(Settings()) as session:
-        tenant_id = tenants.find_tenant(session, tenant).id
+    with _tenant_unit(tenant) as (session, tenant_id):
         document = _document_for(session, tenant_id, body, user)
         data = scim_mappings.preview(session, tenant_id, document)
     text = data["explanation"] + (
@@ -432,8 +442,7 @@ def profile_create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a profile."""
-    with _unit_of_work(Settings()) as session:
-        tenant_id = tenants.find_tenant(session, tenant).id
+    with _tenant_unit(tenant) as (session, tenant_id):
         row = profiles.create_profile(
             session,
             tenant_id,
@@ -453,8 +462,7 @@ def profile_create(
 @profile_app.command("list")
 def profile_list(tenant: TenantOption, as_json: JsonOption = False) -> None:
     """List profiles with their licenses in use."""
-    with _unit_of_work(Settings()) as session:
-        tenant_id = tenants.find_tenant(session, tenant).id
+    with _tenant_unit(tenant) as (session, tenant_id):
         rows = [
             {
                 "id": p.id,
@@ -465,15 +473,13 @@ def profile_list(tenant: TenantOption, as_json: JsonOption = False) -> None:
             }
             for p, used in profiles.list_profiles(session, tenant_id)
         ]
-    if as_json:
-        sys.stdout.write(json.dumps(rows) + "\n")
-        return
-    for row in rows:
-        limit = row["max_users"] if row["max_users"] is not None else "no limit"
-        console.print(
-            f"{row['name']}{' (default)' if row['default'] else ''}: {row['users']} users, {limit}",
-            highlight=False,
-        )
+    _emit_rows(as_json, rows, _profile_line)
+
+
+def _profile_line(row: dict[str, Any]) -> str:
+    limit = row["max_users"] if row["max_users"] is not None else "no limit"
+    default = " (default)" if row["default"] else ""
+    return f"{row['name']}{default}: {row['users']} users, {limit}"
 
 
 @storage_app.command("create")
@@ -484,8 +490,7 @@ def storage_create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a storage."""
-    with _unit_of_work(Settings()) as session:
-        tenant_id = tenants.find_tenant(session, tenant).id
+    with _tenant_unit(tenant) as (session, tenant_id):
         row = profiles.create_storage(session, tenant_id, name, region)
         data = {"id": row.id, "name": row.name, "region": row.region, "healthy": row.healthy}
     _emit(as_json, data, f"Created storage {row.name} in {row.region}.")
@@ -494,8 +499,7 @@ def storage_create(
 @storage_app.command("list")
 def storage_list(tenant: TenantOption, as_json: JsonOption = False) -> None:
     """List storages."""
-    with _unit_of_work(Settings()) as session:
-        tenant_id = tenants.find_tenant(session, tenant).id
+    with _tenant_unit(tenant) as (session, tenant_id):
         rows = [
             {
                 "id": s.id,
@@ -506,15 +510,13 @@ def storage_list(tenant: TenantOption, as_json: JsonOption = False) -> None:
             }
             for s in profiles.list_storages(session, tenant_id)
         ]
-    if as_json:
-        sys.stdout.write(json.dumps(rows) + "\n")
-        return
-    for row in rows:
-        state = "healthy" if row["healthy"] else "UNHEALTHY"
-        console.print(
-            f"{row['name']}{' (default)' if row['default'] else ''}: {row['region']}, {state}",
-            highlight=False,
-        )
+    _emit_rows(as_json, rows, _storage_line)
+
+
+def _storage_line(row: dict[str, Any]) -> str:
+    state = "healthy" if row["healthy"] else "UNHEALTHY"
+    default = " (default)" if row["default"] else ""
+    return f"{row['name']}{default}: {row['region']}, {state}"
 
 
 @storage_app.command("set-health")
@@ -525,8 +527,7 @@ def storage_set_health(
     as_json: JsonOption = False,
 ) -> None:
     """Mark a storage healthy or unhealthy (an unhealthy storage takes no new users)."""
-    with _unit_of_work(Settings()) as session:
-        tenant_id = tenants.find_tenant(session, tenant).id
+    with _tenant_unit(tenant) as (session, tenant_id):
         row = profiles.set_storage_health(session, tenant_id, name, healthy)
         data = {"name": row.name, "healthy": row.healthy}
     _emit(as_json, data, f"Storage {row.name} is now {'healthy' if row.healthy else 'unhealthy'}.")
@@ -561,8 +562,7 @@ def user_list(
     if state not in (None, "active", "preserved"):
         errors.print("error: --state is active or preserved", highlight=False)
         raise typer.Exit(2)
-    with _unit_of_work(Settings()) as session:
-        tenant_id = tenants.find_tenant(session, tenant).id
+    with _tenant_unit(tenant) as (session, tenant_id):
         rows = [
             _account_data(a)
             for a in lifecycle.list_accounts(session, tenant_id, state=state, limit=limit)
@@ -579,8 +579,7 @@ def user_list(
 
 
 def _account_command(action: str, tenant: str, user: str, as_json: bool) -> None:
-    with _unit_of_work(Settings()) as session:
-        tenant_id = tenants.find_tenant(session, tenant).id
+    with _tenant_unit(tenant) as (session, tenant_id):
         if action == "delete":
             lifecycle.delete(session, tenant_id, user)
             data: dict[str, Any] = {"deleted": user}

@@ -22,6 +22,7 @@ from scimlink.scim.attributes import Resolved
 from scimlink.scim.attributes import resolve
 from scimlink.scim.errors import invalid_filter
 from scimlink.scim.filter import AttrPath
+from scimlink.scim.filter import parse_filter
 from scimlink.sp.models import SpUser
 from scimlink.sp.models import SpUserEmail
 from scimlink.storage.filter_sql import Condition
@@ -166,9 +167,7 @@ def _elements_table(dialect: str, resolved: Resolved) -> Any:
 
 def sort_expression(sort_by: str, dialect: str) -> SqlExpression:
     """``sortBy`` (RFC 7644 §3.4.2.3): a column or JSON value; multi-valued sorts by primary value."""
-    from scimlink.scim.filter import parse_filter  # local: a path is a filter without operator
-
-    try:
+    try:  # a sort path is a filter path: parse "<path> pr" and take its path
         node = parse_filter(f"{sort_by} pr")
     except ValueError:
         raise invalid_filter(f"'{sort_by}' is not an attribute path.") from None
