@@ -22,6 +22,7 @@ from sqlalchemy import create_engine
 from sqlalchemy import text
 
 from scimlink.config import Settings
+from scimlink.sp import provisioning
 from scimlink.sp import schema
 from scimlink.sp import scim_mappings
 from scimlink.sp import tenants
@@ -96,10 +97,11 @@ class Tenant:
 
 
 def make_tenant(engine: Engine, name: str | None = None, *, allow_any: bool = True) -> Tenant:
-    """A tenant with a SCIM token and, unless ``allow_any`` is false, the "Allow any user"
+    """A tenant that provisions over SCIM, with a SCIM token and, unless ``allow_any`` is false, the "Allow any user"
     SCIM mapping Druva recommends (without one, inSync creates nobody)."""
     with write_session(make_sessionmaker(engine)) as session:
         row = tenants.create_tenant(session, name or f"tenant-{uuid.uuid4().hex[:12]}")
+        provisioning.use_scim(session, row.id)
         issued = tenants.generate_token(session, row.id)
         if allow_any:
             scim_mappings.create_mapping(session, row.id, "Allow any user", any_user=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings
 from pydantic_settings import SettingsConfigDict
@@ -26,6 +27,27 @@ class Settings(BaseSettings):
     sp_max_filter_length: int = 2048
     sp_max_filter_nodes: int = 50
     sp_max_filter_depth: int = 10
+    #: The SCIM base URL each region's tenants give their IdP. Default: this server's public
+    #: URL (or ``http://127.0.0.1:8000``) plus ``/insync/scim`` for both regions. Druva's own are
+    #: ``https://apis.druva.com/insync/scim`` and ``https://govcloudapis.druva.com/insync/scim``.
+    sp_cloud_scim_url: str | None = None
+    sp_govcloud_scim_url: str | None = None
+    #: Outgoing mail (activation e-mails, token reminders); unset: mail waits in the outbox.
+    sp_smtp_host: str | None = None
+    sp_smtp_port: int = 25
+    sp_smtp_sender: str = "scimlink@localhost"
+    sp_smtp_username: str | None = None
+    sp_smtp_password: str | None = None
+    sp_smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    #: Seconds between runs of the scheduled jobs inside ``sp serve``; 0 turns them off there.
+    sp_jobs_interval: float = 60.0
+
+    def sp_scim_urls(self, default_root: str = "http://127.0.0.1:8000") -> dict[str, str]:
+        root = (self.sp_public_url or default_root).rstrip("/") + "/insync/scim"
+        return {
+            "cloud": self.sp_cloud_scim_url or root,
+            "govcloud": self.sp_govcloud_scim_url or root,
+        }
 
     @cached_property
     def sp_database(self) -> str:

@@ -15,3 +15,7 @@ class ConflictError(ScimLinkError):
 
 class InvalidInputError(ScimLinkError):
     pass
+
+
+class ForbiddenError(ScimLinkError):
+    """The acting administrator's role does not allow this."""

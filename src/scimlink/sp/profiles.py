@@ -45,6 +45,8 @@ def create_profile(
     name = _new_name(session, Profile, tenant_id, name, "profile")
     if max_users is not None and max_users < 0:
         raise InvalidInputError("The maximum number of users cannot be negative.")
+    if preserved_auto_delete_days is not None and preserved_auto_delete_days < 1:
+        raise InvalidInputError("The auto-delete period is at least one day.")
     profile = Profile(
         id=str(uuid.uuid4()),
         tenant_id=tenant_id,
@@ -132,3 +134,34 @@ def set_storage_health(session: Session, tenant_id: str, ref: str, healthy: bool
     storage.healthy = healthy
     session.flush()
     return storage
+
+
+def edit_profile(
+    session: Session,
+    tenant_id: str,
+    ref: str,
+    *,
+    name: str | None = None,
+    max_users: int | None = None,
+    preserved_auto_delete_days: int | None = None,
+    clear_max_users: bool = False,
+    clear_auto_delete: bool = False,
+) -> Profile:
+    """Change a profile's name, user limit or preserved-user auto-delete period."""
+    profile = find_profile(session, tenant_id, ref)
+    if name is not None and name.strip() != profile.name:
+        profile.name = _new_name(session, Profile, tenant_id, name, "profile")
+    if max_users is not None:
+        if max_users < 0:
+            raise InvalidInputError("The maximum number of users cannot be negative.")
+        profile.max_users = max_users
+    elif clear_max_users:
+        profile.max_users = None
+    if preserved_auto_delete_days is not None:
+        if preserved_auto_delete_days < 1:
+            raise InvalidInputError("The auto-delete period is at least one day.")
+        profile.preserved_auto_delete_days = preserved_auto_delete_days
+    elif clear_auto_delete:
+        profile.preserved_auto_delete_days = None
+    session.flush()
+    return profile

@@ -36,6 +36,11 @@ from scimlink.scim.query import parse_list_query
 from scimlink.scim.resources import LIST_RESPONSE_SCHEMA
 from scimlink.scim.resources import SEARCH_REQUEST_SCHEMA
 from scimlink.sp import tokens
+from scimlink.sp.audit import Actor
+from scimlink.sp.audit import RefusedChange
+from scimlink.sp.audit import new_correlation_id
+from scimlink.sp.audit import record
+from scimlink.sp.roles import SCIM_CLIENT
 from scimlink.sp.tenants import authenticate
 from scimlink.sp.users import StoredUser
 from scimlink.sp.users import UserService
@@ -168,13 +173,32 @@ async def _in_tenant(
     """Authenticate, then run ``use_case`` in one transaction on a worker thread."""
     token = _bearer(request)
     sessions = _settings(request).sessions
+    correlation_id = correlation(request)
 
     def run() -> T:
-        with (write_session if write else read_session)(sessions) as session:
-            tenant_id = authenticate(session, token)
-            return use_case(UserService(session, tenant_id))
+        identity = None
+        try:
+            with (write_session if write else read_session)(sessions) as session:
+                identity = authenticate(session, token)
+                actor = Actor(f"scim:{identity.hint}", SCIM_CLIENT, correlation_id)
+                return use_case(UserService(session, identity.tenant_id, actor))
+        except RefusedChange as refused:
+            # The request's transaction rolled back; the refusal is recorded on its own.
+            assert identity is not None
+            with write_session(sessions) as session:
+                record(session, identity.tenant_id, actor, refused.change)
+            raise
 
     return await run_in_threadpool(run)
+
+
+def correlation(request: Request) -> str:
+    """The request's correlation id (set by the web layer's middleware, else a fresh one)."""
+    value = getattr(request.state, "correlation_id", None)
+    if not isinstance(value, str):
+        value = new_correlation_id()
+        request.state.correlation_id = value
+    return value
 
 
 async def _authenticated(request: Request) -> None:

@@ -42,6 +42,7 @@ class Placement:
     storage_id: str
     quota_gb: int | None
     send_activation_email: bool
+    mapping_name: str
 
 
 def create_mapping(
@@ -188,6 +189,7 @@ def evaluate_for(
         chosen.storage_id,
         chosen.quota_gb,
         chosen.send_activation_email,
+        chosen.name,
     )
 
 

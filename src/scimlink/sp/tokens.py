@@ -14,10 +14,11 @@ import string
 import zlib
 
 PREFIX = "scimlink_"
+#: Admin API keys share the format under their own prefix, so neither passes for the other.
+ADMIN_KEY_PREFIX = "scimlink_admin_"
 _ALPHABET = string.digits + string.ascii_letters
 _BODY_LENGTH = 32
 _CRC_LENGTH = 6
-TOKEN_LENGTH = len(PREFIX) + _BODY_LENGTH + _CRC_LENGTH
 
 
 def _base62(number: int, width: int) -> str:
@@ -32,18 +33,18 @@ def _checksum(body: str) -> str:
     return _base62(zlib.crc32(body.encode("ascii")), _CRC_LENGTH)
 
 
-def new_token() -> str:
+def new_token(prefix: str = PREFIX) -> str:
     """A fresh token (shown once to the administrator, never stored)."""
     body = "".join(secrets.choice(_ALPHABET) for _ in range(_BODY_LENGTH))
-    return f"{PREFIX}{body}{_checksum(body)}"
+    return f"{prefix}{body}{_checksum(body)}"
 
 
-def well_formed(token: str) -> bool:
+def well_formed(token: str, prefix: str = PREFIX) -> bool:
     """Cheap offline check: prefix, length, alphabet and CRC (no database, constant work)."""
-    if len(token) != TOKEN_LENGTH or not token.startswith(PREFIX):
+    if len(token) != len(prefix) + _BODY_LENGTH + _CRC_LENGTH or not token.startswith(prefix):
         return False
-    body = token[len(PREFIX) : len(PREFIX) + _BODY_LENGTH]
-    crc = token[len(PREFIX) + _BODY_LENGTH :]
+    body = token[len(prefix) : len(prefix) + _BODY_LENGTH]
+    crc = token[len(prefix) + _BODY_LENGTH :]
     if any(c not in _ALPHABET for c in body):
         return False
     return hmac.compare_digest(_checksum(body), crc)
@@ -54,6 +55,6 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii")).hexdigest()
 
 
-def hint(token: str) -> str:
+def hint(token: str, prefix: str = PREFIX) -> str:
     """What an admin may see of a token later: its prefix and last four characters."""
-    return f"{PREFIX}…{token[-4:]}"
+    return f"{prefix}…{token[-4:]}"

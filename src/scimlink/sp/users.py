@@ -36,6 +36,11 @@ from scimlink.scim.patch import document_from_payload
 from scimlink.scim.patch import patch_document
 from scimlink.scim.query import ListQuery
 from scimlink.scim.text import fold
+from scimlink.sp import mail
+from scimlink.sp.audit import Actor
+from scimlink.sp.audit import Change
+from scimlink.sp.audit import RefusedChange
+from scimlink.sp.audit import record
 from scimlink.sp.mappings import NO_MATCH
 from scimlink.sp.models import SpUser
 from scimlink.sp.models import SpUserEmail
@@ -105,6 +110,9 @@ _COLUMNS = (
     _USERS.c.preserved_by,
     _USERS.c.preserved_at,
     _USERS.c.scim_deleted,
+    _USERS.c.managed_by,
+    _USERS.c.email_key,
+    _USERS.c.user_name,
 )
 # Statements built once: SQLAlchemy then reuses their compiled form on every request.
 _BY_ID = select(*_COLUMNS).where(
@@ -114,6 +122,9 @@ _BY_ID = select(*_COLUMNS).where(
 )
 _BY_USER_NAME = select(*_COLUMNS).where(
     _USERS.c.tenant_id == bindparam("tenant_id"), _USERS.c.user_name_key == bindparam("key")
+)
+_BY_EMAIL = select(*_COLUMNS).where(
+    _USERS.c.tenant_id == bindparam("tenant_id"), _USERS.c.email_key == bindparam("key")
 )
 _INSERT = insert(_USERS).returning(_USERS.c.pk)
 _UPDATE = (
@@ -132,6 +143,8 @@ _UPDATE = (
         preserved_by=bindparam("preserved_by"),
         preserved_at=bindparam("preserved_at"),
         scim_deleted=bindparam("scim_deleted"),
+        managed_by=bindparam("managed_by"),
+        email_key=bindparam("email_key"),
     )
 )
 _DELETE_EMAILS = delete(_EMAILS).where(_EMAILS.c.user_pk == bindparam("row_pk"))
@@ -175,13 +188,37 @@ def _bounded(name: str, value: str | None, limit: int = _MAX_INDEXED_LENGTH) -> 
     return value
 
 
+def account_email(document: dict[str, Any]) -> str | None:
+    """The inSync account's e-mail: the primary e-mail, else the first, else a userName that
+    is an e-mail address (IdPs send the e-mail as userName: scim-servers.md §3)."""
+    values = [e for e in document.get("emails") or [] if isinstance(e.get("value"), str)]
+    chosen = next((e for e in values if e.get("primary") is True), values[0] if values else None)
+    if chosen is not None and chosen["value"].strip():
+        return str(chosen["value"]).strip()
+    user_name = document.get("userName")
+    return user_name if isinstance(user_name, str) and "@" in user_name else None
+
+
+def account_view(document: dict[str, Any], state: str, preserved_by: str | None) -> dict[str, Any]:
+    """What the inSync account holds (provisioning-engines.md §5.2): the audit's before/after."""
+    return {
+        "userName": document.get("userName"),
+        "displayName": document.get("displayName"),
+        "email": account_email(document),
+        "state": state,
+        "preservedBy": preserved_by,
+    }
+
+
 def _indexed(document: dict[str, Any]) -> dict[str, Any]:
     """Column values derived from the document (what IdPs filter on)."""
     user_name = document["userName"]
     if not user_name.strip():
         raise invalid_value("'userName' must not be empty (RFC 7643 §4.1.1).")
     display = document.get("displayName")
+    email = account_email(document)
     return {
+        "email_key": _bounded("emails.value", fold(email)) if email else None,
         "user_name": _bounded("userName", user_name),
         "user_name_key": _bounded("userName", fold(user_name)),
         "external_id": _bounded("externalId", document.get("externalId")),
@@ -219,11 +256,16 @@ def _document_from(payload: dict[str, Any], *, replacement: bool) -> dict[str, A
 class UserService:
     """SCIM user operations of one tenant, inside the caller's session."""
 
-    def __init__(self, session: Session, tenant_id: str) -> None:
+    def __init__(self, session: Session, tenant_id: str, actor: Actor | None = None) -> None:
         self.session = session
         self.tenant_id = tenant_id
+        self.actor = actor
         self.connection = session.connection()
         self.dialect = self.connection.dialect.name
+
+    def _audit(self, change: Change) -> None:
+        if self.actor is not None:
+            record(self.session, self.tenant_id, self.actor, change)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -308,7 +350,18 @@ class UserService:
         existing = self.connection.execute(
             _BY_USER_NAME, {"tenant_id": self.tenant_id, "key": columns["user_name_key"]}
         ).one_or_none()
+        if existing is None and columns["email_key"] is not None:
+            existing = self.connection.execute(
+                _BY_EMAIL, {"tenant_id": self.tenant_id, "key": columns["email_key"]}
+            ).one_or_none()
+            if existing is not None and existing.managed_by != "manual":
+                raise uniqueness(
+                    f"A user with the e-mail address {account_email(document)} already exists "
+                    "in inSync; two users cannot share an e-mail address."
+                )
         if existing is not None:
+            if existing.managed_by == "manual":
+                return self._adopt(existing, document)
             return self._reprovision(existing, document)
         placement = self._place(document)
         now = _now()
@@ -336,7 +389,32 @@ class UserService:
             raise _duplicate() from None
         self._write_emails(pk, document, replace=False)
         self.connection.execute(_ADD_TO_COUNT, {"tenant_id": self.tenant_id, "delta": 1})
+        after = account_view(document, values.get("state", "active"), values.get("preserved_by"))
+        email = after["email"]
+        if placement.send_activation_email and email and after["state"] == "active":
+            mail.enqueue_activation(self.session, self.tenant_id, email, document)
+        self._audit(
+            Change(
+                "user.create",
+                "user",
+                user_id,
+                document["userName"],
+                after=after,
+                detail=f"placed by SCIM mapping {placement.mapping_name!r}",
+            )
+        )
         return StoredUser(user_id, 1, now, now, document)
+
+    def _adopt(self, row: Any, document: dict[str, Any]) -> StoredUser:
+        """A manually added account with this userName or e-mail becomes SCIM-managed, keeping
+        its profile and storage (provisioning-engines.md §5.2)."""
+        try:
+            stored = self._store(row, document, None, reprovision=True, action="user.adopt")
+        except _Conflict:
+            raise _busy() from None
+        self._write_emails(row.pk, document, replace=True)
+        self.connection.execute(_ADD_TO_COUNT, {"tenant_id": self.tenant_id, "delta": 1})
+        return stored
 
     def _reprovision(self, row: Any, document: dict[str, Any]) -> StoredUser:
         """POST of a userName the tenant already has (provisioning-engines.md §5).
@@ -348,10 +426,10 @@ class UserService:
         if row.state == "active" and not row.scim_deleted:
             raise _duplicate()
         if row.preserved_by == "admin":
-            raise _admin_preserved()
+            raise self._refused(row)
         document["active"] = True
         try:
-            stored = self._store(row, document, None, reprovision=True)
+            stored = self._store(row, document, None, reprovision=True, action="user.reactivate")
         except _Conflict:
             raise _busy() from None
         if row.scim_deleted:
@@ -365,18 +443,47 @@ class UserService:
         if rows:
             self.connection.execute(_INSERT_EMAILS, rows)
 
+    def _refused(self, row: Any) -> RefusedChange:
+        """The IdP tried to reactivate an account an administrator preserved: refused, audited."""
+        error = _admin_preserved()
+        before = account_view(row.document, row.state, row.preserved_by)
+        return RefusedChange(
+            error,
+            Change(
+                "user.reactivate",
+                "user",
+                row.id,
+                row.user_name,
+                before=before,
+                after=before,
+                outcome="refused",
+                detail=error.detail,
+            ),
+        )
+
     def _store(
-        self, row: Any, document: dict[str, Any], if_match: str | None, *, reprovision: bool = False
+        self,
+        row: Any,
+        document: dict[str, Any],
+        if_match: str | None,
+        *,
+        reprovision: bool = False,
+        action: str = "user.update",
     ) -> StoredUser:
         """Write ``document`` over ``row`` if nobody else did in between (compare-and-set).
 
         ``active`` drives inSync's state: false preserves the account (by the IdP), true makes
         an IdP-preserved account Active again; an admin-preserved account refuses reactivation.
+        Only the display name, e-mail and state belong to the inSync account; every other
+        attribute is kept in the SCIM document, and mappings are not evaluated again.
         """
         if if_match is not None and not etag.matches(if_match, row.version):
             raise precondition_failed("The resource changed since you read it (If-Match).")
         now = _now()
-        state, preserved_by, preserved_at = _next_state(row, document, now)
+        transition = _next_state(row, document, now)
+        if transition is None:
+            raise self._refused(row)
+        state, preserved_by, preserved_at = transition
         if "active" in document:
             document["active"] = state == "active"
         values = {
@@ -384,6 +491,7 @@ class UserService:
             "preserved_by": preserved_by,
             "preserved_at": preserved_at,
             "scim_deleted": False if reprovision else row.scim_deleted,
+            "managed_by": "scim",
             "row_pk": row.pk,
             "row_version": row.version,
             "last_modified": now,
@@ -400,6 +508,25 @@ class UserService:
             raise _Conflict
         if document.get("emails") != row.document.get("emails"):
             self._write_emails(row.pk, document, replace=True)
+        if self.actor is not None:
+            if action == "user.update" and state != row.state:
+                action = "user.preserve" if state == "preserved" else "user.reactivate"
+            changed = sorted(
+                key
+                for key in document.keys() | row.document.keys()
+                if key != "schemas" and document.get(key) != row.document.get(key)
+            )
+            self._audit(
+                Change(
+                    action,
+                    "user",
+                    row.id,
+                    document["userName"],
+                    before=account_view(row.document, row.state, row.preserved_by),
+                    after=account_view(document, state, preserved_by),
+                    detail=f"SCIM attributes changed: {', '.join(changed) or 'none'}",
+                )
+            )
         return StoredUser(row.id, row.version + 1, row.created, now, document)
 
     def _retrying(self, user_id: str, if_match: str | None, change: Any) -> StoredUser:
@@ -437,6 +564,17 @@ class UserService:
         # inSync preserves the account; SCIM no longer shows it (RFC 7644 §3.6).
         self.connection.execute(_HIDE_USER, {"row_pk": row.pk, "now": _now()})
         self.connection.execute(_ADD_TO_COUNT, {"tenant_id": self.tenant_id, "delta": -1})
+        self._audit(
+            Change(
+                "user.delete",
+                "user",
+                row.id,
+                row.user_name,
+                before=account_view(row.document, row.state, row.preserved_by),
+                after=account_view(row.document, "preserved", row.preserved_by or "idp"),
+                detail="deleted in the IdP: preserved, no longer visible over SCIM",
+            )
+        )
 
 
 def _admin_preserved() -> ScimError:
@@ -447,8 +585,11 @@ def _admin_preserved() -> ScimError:
     )
 
 
-def _next_state(row: Any, document: dict[str, Any], now: datetime) -> tuple[str, str | None, Any]:
-    """inSync's Active <-> Preserved transition for an update from the IdP."""
+def _next_state(
+    row: Any, document: dict[str, Any], now: datetime
+) -> tuple[str, str | None, Any] | None:
+    """inSync's Active <-> Preserved transition for an update from the IdP; ``None`` when the
+    IdP asks to reactivate an account an administrator preserved (refused)."""
     wants_active = (
         document["active"] is not False if "active" in document else row.state == "active"
     )
@@ -457,7 +598,7 @@ def _next_state(row: Any, document: dict[str, Any], now: datetime) -> tuple[str,
     if not wants_active:
         return "preserved", row.preserved_by, row.preserved_at
     if row.preserved_by == "admin":
-        raise _admin_preserved()
+        return None
     return "active", None, None
 
 
@@ -466,7 +607,7 @@ def _busy() -> ScimError:
 
 
 def _duplicate() -> ScimError:
-    return uniqueness("A user with this userName already exists.")
+    return uniqueness("A user with this userName or e-mail address already exists.")
 
 
 class _Conflict(Exception):

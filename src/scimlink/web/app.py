@@ -21,11 +21,15 @@ from scimlink.config import Settings
 from scimlink.scim.errors import ScimError
 from scimlink.scim.errors import invalid_value
 from scimlink.scim.query import Limits
+from scimlink.sp.admin_api import ADMIN_API_PREFIX
+from scimlink.sp.admin_api import AdminApiSettings
+from scimlink.sp.admin_api import create_admin_api
 from scimlink.sp.scim_api import ScimSettings
 from scimlink.sp.scim_api import router as scim_router
 from scimlink.sp.scim_api import scim_response
 from scimlink.storage.db import make_engine
 from scimlink.storage.db import make_sessionmaker
+from scimlink.web.correlation import CorrelationMiddleware
 
 log = logging.getLogger("scimlink.sp")
 
@@ -64,7 +68,7 @@ def _data_error(request: Request, exc: DataError) -> Response:
 
 
 def _unexpected(request: Request, exc: Exception) -> Response:
-    correlation = uuid.uuid4().hex
+    correlation = getattr(request.state, "correlation_id", None) or uuid.uuid4().hex
     log.error(
         "unexpected error %s on %s %s",
         correlation,
@@ -76,14 +80,29 @@ def _unexpected(request: Request, exc: Exception) -> Response:
     return scim_response(ScimError(500, detail).to_body(), 500)
 
 
-def create_sp_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
-    """Build the app half. The schema must already be migrated (``sp serve`` does it)."""
+def create_sp_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    default_root: str = "http://127.0.0.1:8000",
+) -> FastAPI:
+    """Build the app half: SCIM at ``/insync/scim``, the admin API at ``/insync/api/v1``.
+
+    The schema must already be migrated (``sp serve`` does it). ``default_root`` is where the
+    server listens, for the SCIM base URLs shown to administrators when no public URL is set.
+    """
     settings = settings or Settings()
     engine = engine or make_engine(settings.sp_database)
-    app = FastAPI(title="scimlink app half (SCIM service provider)", docs_url=None, redoc_url=None)
+    sessions = make_sessionmaker(engine)
+    app = FastAPI(
+        title="scimlink app half (SCIM service provider)",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.engine = engine
     app.state.scim = ScimSettings(
-        sessions=make_sessionmaker(engine),
+        sessions=sessions,
         limits=Limits(
             max_results=settings.sp_max_results,
             max_filter_length=settings.sp_max_filter_length,
@@ -94,6 +113,11 @@ def create_sp_app(settings: Settings | None = None, *, engine: Engine | None = N
         public_url=settings.sp_public_url,
     )
     app.include_router(scim_router)
+    app.mount(
+        ADMIN_API_PREFIX,
+        create_admin_api(AdminApiSettings(sessions, settings.sp_scim_urls(default_root))),
+    )
+    app.add_middleware(CorrelationMiddleware)
     app.add_exception_handler(ScimError, _scim_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(DataError, _data_error)  # type: ignore[arg-type]
