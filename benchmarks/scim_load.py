@@ -543,6 +543,7 @@ def run_scimlink(db: str, users: int, samples: int, max_seconds: float) -> Run:
             reset_postgres()
             env["SCIMLINK_SP_DATABASE_URL"] = PG_BENCH.replace("postgresql:", "postgresql+psycopg:")
         tenant = scimlink_cli(env, "tenant", "create", "bench")
+        scimlink_cli(env, "provisioning", "use-scim", "--tenant", "bench")
         token = str(scimlink_cli(env, "token", "generate", "--tenant", "bench")["token"])
         # inSync creates nobody without a SCIM mapping: the recommended "Allow any user" one.
         scimlink_cli(env, "mapping", "create", "--tenant", "bench", "--name", "Any", "--any")

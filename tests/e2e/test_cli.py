@@ -39,6 +39,12 @@ def test_tenant_and_token_lifecycle(env: dict[str, str], tmp_path: Path) -> None
     tenant = as_json(env, "sp", "tenant", "create", name, "--region", "govcloud")
     assert tenant["region"] == "govcloud"
     assert any(t["id"] == tenant["id"] for t in as_json(env, "sp", "tenant", "list"))
+    refused = run(env, "sp", "token", "generate", "--tenant", name, check=False)
+    assert refused.returncode == 1
+    assert "provisions users manually" in refused.stderr
+    assert (
+        as_json(env, "sp", "provisioning", "use-scim", "--tenant", name)["provisioning"] == "scim"
+    )
     first = as_json(env, "sp", "token", "generate", "--tenant", name)
     assert first["token"].startswith("scimlink_")
     assert first["expires_at"].startswith(str(int(first["expires_at"][:4])))
@@ -65,14 +71,14 @@ def test_errors_are_one_readable_line(env: dict[str, str], tmp_path: Path) -> No
 
 
 def test_database_password_is_never_printed(tmp_path: Path) -> None:
-    from scimlink.cli.main import _redact
+    from scimlink.cli.serve import redact
 
     assert (
-        _redact("postgresql+psycopg://app:s3cret@db:5432/x")
+        redact("postgresql+psycopg://app:s3cret@db:5432/x")
         == "postgresql+psycopg://app:***@db:5432/x"
     )
-    assert _redact("sqlite:////tmp/sp.db") == "sqlite:////tmp/sp.db"
-    assert _redact("postgresql://app@db/x") == "postgresql://app@db/x"
+    assert redact("sqlite:////tmp/sp.db") == "sqlite:////tmp/sp.db"
+    assert redact("postgresql://app@db/x") == "postgresql://app@db/x"
 
 
 def test_demo_serves_the_app_half_with_sample_users(tmp_path: Path) -> None:

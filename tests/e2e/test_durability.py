@@ -67,6 +67,7 @@ def test_kill_9_during_create_burst_keeps_every_acknowledged_user(
     server_env: dict[str, str],
 ) -> None:
     tenant = _cli(server_env, "sp", "tenant", "create", f"durable-{uuid.uuid4().hex[:8]}")
+    _cli(server_env, "sp", "provisioning", "use-scim", "--tenant", tenant["id"])
     token = _cli(server_env, "sp", "token", "generate", "--tenant", tenant["id"])["token"]
     _cli(server_env, "sp", "mapping", "create", "--tenant", tenant["id"], "--name", "Any", "--any")
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}

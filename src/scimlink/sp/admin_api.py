@@ -84,6 +84,13 @@ class Credentials:
 Auth = Annotated[Credentials, Depends()]
 
 
+def _secret(data: dict[str, Any]) -> JSONResponse:
+    """A response that carries a secret shown once: no cache may keep it (security.md A5)."""
+    return JSONResponse(
+        data, status_code=201, headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+    )
+
+
 def _error(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status)
 
@@ -323,7 +330,7 @@ def _routes(api: FastAPI) -> None:
         summary="Generate a SCIM token (shown once; the previous one stops working)",
     )
     async def generate_token(request: Request, auth: Auth) -> Any:
-        return await _run(request, auth, lambda a: a.generate_token(), write=True)
+        return _secret(await _run(request, auth, lambda a: a.generate_token(), write=True))
 
     @api.put("/tokens/settings", tags=["tokens"], summary="Set the rotation grace window")
     async def token_settings(request: Request, auth: Auth, body: GraceBody) -> Any:
@@ -516,7 +523,9 @@ def _routes(api: FastAPI) -> None:
 
     @api.post("/api-keys", tags=["admins"], status_code=201, summary="Create a key (shown once)")
     async def create_key(request: Request, auth: Auth, body: Annotated[KeyBody, Body()]) -> Any:
-        return await _run(request, auth, lambda a: a.create_key(body.admin, body.name), write=True)
+        return _secret(
+            await _run(request, auth, lambda a: a.create_key(body.admin, body.name), write=True)
+        )
 
     @api.delete("/api-keys/{key_id}", tags=["admins"], summary="Revoke a key")
     async def revoke_key(request: Request, auth: Auth, key_id: int) -> Any:

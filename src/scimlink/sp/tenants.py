@@ -9,6 +9,7 @@ in to a grace window, during which the previous one keeps working. Tokens are va
 from __future__ import annotations
 
 import hmac
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,7 +66,8 @@ class TokenView:
     current: bool
 
     def days_left(self, now: datetime) -> int:
-        return max(0, (self.expires_at - now).days)
+        """Whole days to expiry, rounded up: 365 right after generation, 1 on the last day."""
+        return max(0, math.ceil((self.expires_at - now) / timedelta(days=1)))
 
 
 def scim_base_url(region: str, urls: dict[str, str]) -> str:
