@@ -22,6 +22,7 @@ from sqlalchemy import create_engine
 from sqlalchemy import text
 
 from scimlink.config import Settings
+from scimlink.sp import admins
 from scimlink.sp import provisioning
 from scimlink.sp import schema
 from scimlink.sp import scim_mappings
@@ -157,6 +158,50 @@ class Scim:
 @pytest.fixture
 def scim(client: TestClient, tenant: Tenant) -> Scim:
     return Scim(client, tenant.token)
+
+
+ADMIN_API = "/insync/api/v1"
+
+
+def make_admin(engine: Engine, tenant_id: str, role: str = "druva-cloud-admin") -> str:
+    """A new administrator of ``tenant_id`` with ``role``; returns its admin API key."""
+    with write_session(make_sessionmaker(engine)) as session:
+        email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
+        admins.create_admin(session, tenant_id, email, role)
+        return admins.create_key(session, tenant_id, email, "tests").key
+
+
+class AdminApi:
+    """An admin API client acting with one API key: paths are relative to ``/insync/api/v1``."""
+
+    def __init__(self, client: TestClient | httpx.Client, key: str) -> None:
+        self.client = client
+        self.key = key
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.key}", **kwargs.pop("headers", {})}
+        return self.client.request(method, f"{ADMIN_API}{path}", headers=headers, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, json: Any = None, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, json=json, **kwargs)
+
+    def patch(self, path: str, json: Any = None, **kwargs: Any) -> httpx.Response:
+        return self.request("PATCH", path, json=json, **kwargs)
+
+    def put(self, path: str, json: Any = None, **kwargs: Any) -> httpx.Response:
+        return self.request("PUT", path, json=json, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("DELETE", path, **kwargs)
+
+
+@pytest.fixture
+def api(client: TestClient, tenant: Tenant, engine: Engine) -> AdminApi:
+    """The admin API as a Druva Cloud administrator of ``tenant``."""
+    return AdminApi(client, make_admin(engine, tenant.id))
 
 
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"

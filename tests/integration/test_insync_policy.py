@@ -123,7 +123,8 @@ def test_mappings_place_users_in_priority_order(bare: tuple[Scim, str, Engine]) 
             "Any",
         ]
         assert [
-            s["mapping"] for s in scim_mappings.preview(session, tenant_id, acme.json())["steps"]
+            s["mapping"]
+            for s in scim_mappings.preview(session, tenant_id, acme.json(), existing=False)["steps"]
         ] == ["Eng", "Acme"]
 
 
@@ -175,6 +176,7 @@ def test_evaluate_endpoint_explains_without_creating(bare: tuple[Scim, str, Engi
     refused = scim.post("/Users/.evaluate", json=user_body())
     assert refused.status_code == 200
     assert refused.json() == {
+        "outcome": "reject",
         "matched": False,
         "steps": [],
         "explanation": f"rejected: {NO_MATCH}: the tenant has no SCIM mapping",
@@ -184,7 +186,7 @@ def test_evaluate_endpoint_explains_without_creating(bare: tuple[Scim, str, Engi
         scim_mappings.create_mapping(session, tenant_id, "Sales", attribute="title", values="Sales")
         scim_mappings.create_mapping(session, tenant_id, "Any", any_user=True, quota_gb=10)
     placed = scim.post("/Users/.evaluate", json=user_body(title="Engineer")).json()
-    assert placed["matched"] is True
+    assert (placed["outcome"], placed["matched"]) == ("create", True)
     assert (placed["mapping"], placed["profile"], placed["storage"], placed["quota_gb"]) == (
         "Any",
         "Default",

@@ -477,11 +477,14 @@ def mapping_evaluate(
     payload = _json_argument(body) if body is not None else None
     with administration(tenant) as admin:
         data = admin.evaluate(payload, user)
-    text = data["explanation"] + (
-        f"\n=> created by mapping {data['mapping']} (profile {data['profile']}, storage {data['storage']})"
-        if data["matched"]
-        else ""
-    )
+    text = data["explanation"]
+    if data["outcome"] == "create":
+        text += (
+            f"\n=> created by mapping {data['mapping']} "
+            f"(profile {data['profile']}, storage {data['storage']})"
+        )
+    elif data["outcome"] in ("adopt", "reactivate"):
+        text += f"\n=> {data['outcome']}d (profile {data['profile']}, storage {data['storage']})"
     emit(as_json, data, text)
 
 

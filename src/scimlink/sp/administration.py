@@ -434,7 +434,9 @@ class Administration:
         else:
             assert user is not None
             document = scim_mappings.stored_document(self.session, self.tenant_id, user)
-        return scim_mappings.preview(self.session, self.tenant_id, document)
+        return scim_mappings.preview(
+            self.session, self.tenant_id, document, existing=body is not None
+        )
 
     # -- accounts --------------------------------------------------------------------------------
 

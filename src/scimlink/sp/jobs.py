@@ -191,7 +191,8 @@ def run_once(
     now: datetime | None = None,
 ) -> JobReport:
     """Every scheduled job once; mail is sent only when SMTP is configured."""
-    now = now or utcnow()
+    # Without an explicit ``now`` each job reads the clock itself, so a slow job cannot leave
+    # the mail sender a lease that has already run out.
     deleted = delete_expired_preserved(sessions, now)
     reminders = send_token_reminders(sessions, now)
     report = mail.send_due(sessions, smtp, now=now) if smtp is not None else None

@@ -23,13 +23,13 @@ from scimlink.errors import NotFoundError
 from scimlink.scim.resources import CORE_USER_SCHEMA
 from scimlink.scim.text import fold
 from scimlink.sp import profiles
+from scimlink.sp.accounts import account_email
 from scimlink.sp.models import Profile
 from scimlink.sp.models import SpUser
 from scimlink.sp.models import Storage
 from scimlink.sp.models import Tenant
 from scimlink.sp.scim_mappings import Placement
 from scimlink.sp.scim_mappings import refusal
-from scimlink.sp.users import account_email
 from scimlink.storage.base import utcnow
 
 

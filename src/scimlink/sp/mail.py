@@ -187,15 +187,17 @@ def send_due(
                     outcomes[row.pk] = None
                 except (OSError, smtplib.SMTPException) as exc:
                     outcomes[row.pk] = str(exc)
-    _settle(sessions, rows, outcomes)
+    _settle(sessions, rows, outcomes, max(now, utcnow()))
     failed = sum(1 for error in outcomes.values() if error is not None)
     return SendReport(len(rows) - failed, failed)
 
 
 def _settle(
-    sessions: sessionmaker[Session], rows: list[MailMessage], outcomes: dict[int, str | None]
+    sessions: sessionmaker[Session],
+    rows: list[MailMessage],
+    outcomes: dict[int, str | None],
+    done: datetime,
 ) -> None:
-    done = utcnow()
     with write_session(sessions) as session:
         for row in rows:
             error = outcomes.get(row.pk)

@@ -21,6 +21,8 @@ from scimlink.errors import NotFoundError
 from scimlink.scim.patch import document_from_payload
 from scimlink.scim.text import fold
 from scimlink.sp import profiles
+from scimlink.sp.accounts import account_email
+from scimlink.sp.accounts import sanitise_user_name
 from scimlink.sp.mappings import Criteria
 from scimlink.sp.mappings import Evaluation
 from scimlink.sp.mappings import MappingRule
@@ -194,8 +196,11 @@ def evaluate_for(
 
 
 def document_from_body(payload: dict[str, Any]) -> dict[str, Any]:
-    """A SCIM create body as the create policy sees it (normalised and validated)."""
-    return document_from_payload(payload)
+    """A SCIM create body as the create policy sees it (normalised, validated, userName
+    sanitised)."""
+    document = document_from_payload(payload)
+    document["userName"] = sanitise_user_name(document["userName"])
+    return document
 
 
 def stored_document(session: Session, tenant_id: str, ref: str) -> dict[str, Any]:
@@ -210,10 +215,72 @@ def stored_document(session: Session, tenant_id: str, ref: str) -> dict[str, Any
     return dict(document)
 
 
-def preview(session: Session, tenant_id: str, document: dict[str, Any]) -> dict[str, Any]:
-    """Beyond inSync: which mapping would place this user and why, or why it would be refused."""
+def _existing(session: Session, tenant_id: str, document: dict[str, Any]) -> dict[str, Any] | None:
+    """What a create of ``document`` would do to an account the tenant already has, if any."""
+    email = account_email(document)
+    keys = [fold(document["userName"])]
+    row = session.execute(
+        select(SpUser).where(SpUser.tenant_id == tenant_id, SpUser.user_name_key == keys[0])
+    ).scalar_one_or_none()
+    by_email = False
+    if row is None and email:
+        by_email = True
+        row = session.execute(
+            select(SpUser).where(SpUser.tenant_id == tenant_id, SpUser.email_key == fold(email))
+        ).scalar_one_or_none()
+    if row is None:
+        return None
+    profile = session.get(Profile, row.profile_id) if row.profile_id else None
+    storage = session.get(Storage, row.storage_id) if row.storage_id else None
+    kept = {
+        "profile": profile.name if profile else None,
+        "storage": storage.name if storage else None,
+        "quota_gb": row.quota_gb,
+    }
+    if row.managed_by == "manual":
+        return {
+            "outcome": "adopt",
+            "matched": True,
+            "explanation": f"The manually added account {row.user_name!r} has this "
+            f"{'e-mail' if by_email else 'userName'}: SCIM adopts it, and it keeps its profile "
+            "and storage (mappings are not evaluated).",
+            **kept,
+        }
+    if row.preserved_by == "admin":
+        rejection = (
+            f"The account {row.user_name!r} was preserved by an administrator and cannot be "
+            "reactivated from the IdP."
+        )
+    elif by_email:
+        rejection = f"A user with the e-mail address {email} already exists in inSync."
+    elif row.state == "active" and not row.scim_deleted:
+        rejection = "A user with this userName already exists."
+    else:
+        return {
+            "outcome": "reactivate",
+            "matched": True,
+            "explanation": f"The account {row.user_name!r} was preserved by the IdP: it becomes "
+            "Active again with its profile and storage (mappings are not evaluated).",
+            **kept,
+        }
+    return {"outcome": "reject", "matched": False, "explanation": rejection, "rejection": rejection}
+
+
+def preview(
+    session: Session, tenant_id: str, document: dict[str, Any], *, existing: bool = True
+) -> dict[str, Any]:
+    """Beyond inSync: which mapping would place this user and why, or why it would be refused.
+
+    ``outcome`` says what a create would do: ``create`` (placed by a mapping), ``adopt`` (a
+    manual account), ``reactivate`` (an IdP-preserved account) or ``reject``. With
+    ``existing=False`` (previewing an account the tenant has) only the mappings are evaluated.
+    """
+    account = _existing(session, tenant_id, document) if existing else None
+    if account is not None:
+        return account
     evaluation, placement = evaluate_for(session, tenant_id, document)
     result: dict[str, Any] = {
+        "outcome": "create" if placement is not None else "reject",
         "matched": placement is not None,
         "steps": [
             {"mapping": s.mapping, "matched": s.matched, "reason": s.reason}
@@ -238,7 +305,7 @@ def preview(session: Session, tenant_id: str, document: dict[str, Any]) -> dict[
     )
     refused = refusal(session, placement)
     if refused is not None:
-        result.update(matched=False, rejection=refused[1])
+        result.update(outcome="reject", matched=False, rejection=refused[1])
     return result
 
 

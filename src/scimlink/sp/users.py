@@ -8,7 +8,6 @@ concurrent PATCHes never lose an update (security.md C3), and the unique key on 
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +36,9 @@ from scimlink.scim.patch import patch_document
 from scimlink.scim.query import ListQuery
 from scimlink.scim.text import fold
 from scimlink.sp import mail
+from scimlink.sp.accounts import account_email
+from scimlink.sp.accounts import account_view
+from scimlink.sp.accounts import sanitise_user_name
 from scimlink.sp.audit import Actor
 from scimlink.sp.audit import Change
 from scimlink.sp.audit import RefusedChange
@@ -46,6 +48,7 @@ from scimlink.sp.models import SpUser
 from scimlink.sp.models import SpUserEmail
 from scimlink.sp.models import Tenant
 from scimlink.sp.scim_mappings import Placement
+from scimlink.sp.scim_mappings import document_from_body
 from scimlink.sp.scim_mappings import evaluate_for
 from scimlink.sp.scim_mappings import preview
 from scimlink.sp.scim_mappings import refusal
@@ -168,8 +171,6 @@ _ADD_TO_COUNT = (
     .where(_TENANTS.c.id == bindparam("tenant_id"))
     .values(user_count=_TENANTS.c.user_count + bindparam("delta"))
 )
-#: inSync replaces these characters of a SCIM userName with "_".
-_USER_NAME_FORBIDDEN = re.compile(r"[?*/\\<>]")
 _BY_PKS = select(*_COLUMNS).where(_USERS.c.pk.in_(bindparam("pks", expanding=True)))
 
 
@@ -186,28 +187,6 @@ def _bounded(name: str, value: str | None, limit: int = _MAX_INDEXED_LENGTH) -> 
     if value is not None and len(value) > limit:
         raise invalid_value(f"'{name}' is longer than {limit} characters.")
     return value
-
-
-def account_email(document: dict[str, Any]) -> str | None:
-    """The inSync account's e-mail: the primary e-mail, else the first, else a userName that
-    is an e-mail address (IdPs send the e-mail as userName: scim-servers.md §3)."""
-    values = [e for e in document.get("emails") or [] if isinstance(e.get("value"), str)]
-    chosen = next((e for e in values if e.get("primary") is True), values[0] if values else None)
-    if chosen is not None and chosen["value"].strip():
-        return str(chosen["value"]).strip()
-    user_name = document.get("userName")
-    return user_name if isinstance(user_name, str) and "@" in user_name else None
-
-
-def account_view(document: dict[str, Any], state: str, preserved_by: str | None) -> dict[str, Any]:
-    """What the inSync account holds (provisioning-engines.md §5.2): the audit's before/after."""
-    return {
-        "userName": document.get("userName"),
-        "displayName": document.get("displayName"),
-        "email": account_email(document),
-        "state": state,
-        "preservedBy": preserved_by,
-    }
 
 
 def _indexed(document: dict[str, Any]) -> dict[str, Any]:
@@ -339,13 +318,11 @@ class UserService:
 
     def preview(self, payload: dict[str, Any]) -> dict[str, Any]:
         """What ``create`` would decide for ``payload``, without creating anything."""
-        document = _document_from(payload, replacement=False)
-        document["userName"] = _USER_NAME_FORBIDDEN.sub("_", document["userName"])
-        return preview(self.session, self.tenant_id, document)
+        return preview(self.session, self.tenant_id, document_from_body(payload))
 
     def create(self, payload: dict[str, Any]) -> StoredUser:
         document = _document_from(payload, replacement=False)
-        document["userName"] = _USER_NAME_FORBIDDEN.sub("_", document["userName"])
+        document["userName"] = sanitise_user_name(document["userName"])
         columns = _indexed(document)
         existing = self.connection.execute(
             _BY_USER_NAME, {"tenant_id": self.tenant_id, "key": columns["user_name_key"]}
