@@ -7,15 +7,23 @@ make sure the server is running; a missing server fails the run instead of skipp
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP as SmtpServer
+from aiosmtpd.smtp import Envelope
+from aiosmtpd.smtp import Session as SmtpSession
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy import create_engine
@@ -23,6 +31,7 @@ from sqlalchemy import text
 
 from scimlink.config import Settings
 from scimlink.sp import admins
+from scimlink.sp import mail
 from scimlink.sp import provisioning
 from scimlink.sp import schema
 from scimlink.sp import scim_mappings
@@ -305,3 +314,64 @@ def database_text(engine: Engine) -> str:
             for row in connection.execute(text(f'SELECT * FROM "{name}"')):  # noqa: S608
                 parts.append(repr(tuple(row)))
     return "\n".join(parts)
+
+
+# -- an SMTP server that collects what it receives ------------------------------------------------
+
+
+class SmtpInbox:
+    """An aiosmtpd handler that accepts every message and keeps its envelope."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[Envelope] = []
+
+    async def handle_DATA(
+        self, server: SmtpServer, session: SmtpSession, envelope: Envelope
+    ) -> str:
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+    def received(self, recipient: str) -> list[EmailMessage]:
+        """The messages delivered to ``recipient`` (other tenants' mail may arrive too)."""
+        found = []
+        for envelope in self.envelopes:
+            if recipient in envelope.rcpt_tos:
+                content = envelope.content
+                assert isinstance(content, bytes)
+                parsed = email.message_from_bytes(content, policy=email.policy.default)
+                assert isinstance(parsed, EmailMessage)
+                found.append(parsed)
+        return found
+
+
+@dataclass
+class SmtpServerUp:
+    inbox: SmtpInbox
+    settings: mail.SmtpSettings
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServerUp]:
+    inbox = SmtpInbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield SmtpServerUp(
+            inbox,
+            mail.SmtpSettings(
+                "127.0.0.1",
+                controller.port,
+                sender="insync@example.com",
+                security="none",
+                timeout=10,
+            ),
+        )
+    finally:
+        controller.stop()

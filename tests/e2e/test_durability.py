@@ -3,11 +3,8 @@ acknowledged 201, on SQLite (WAL, synchronous=FULL) and on PostgreSQL."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -15,69 +12,32 @@ import uuid
 from pathlib import Path
 
 import httpx
-import pytest
 
+from tests.conftest import free_port
 from tests.conftest import user_body
+from tests.e2e.conftest import cli_json
+from tests.e2e.conftest import start_server
 
 SCIMLINK = str(Path(sys.executable).with_name("scimlink"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _cli(env: dict[str, str], *args: str) -> dict[str, str]:
-    out = subprocess.run(
-        [SCIMLINK, *args, "--json"], env=env, capture_output=True, text=True, check=True
-    )
-    return dict(json.loads(out.stdout))
-
-
-def _start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [SCIMLINK, "sp", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return process
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise AssertionError("server did not start")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def server_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    env = {**os.environ, "SCIMLINK_DATA_DIR": str(tmp_path)}
-    if request.param == "postgresql":
-        env["SCIMLINK_SP_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-    else:
-        env.pop("SCIMLINK_SP_DATABASE_URL", None)
-    return env
 
 
 def test_kill_9_during_create_burst_keeps_every_acknowledged_user(
     server_env: dict[str, str],
 ) -> None:
-    tenant = _cli(server_env, "sp", "tenant", "create", f"durable-{uuid.uuid4().hex[:8]}")
-    _cli(server_env, "sp", "provisioning", "use-scim", "--tenant", tenant["id"])
-    token = _cli(server_env, "sp", "token", "generate", "--tenant", tenant["id"])["token"]
-    _cli(server_env, "sp", "mapping", "create", "--tenant", tenant["id"], "--name", "Any", "--any")
+    tenant = cli_json(server_env, "sp", "tenant", "create", f"durable-{uuid.uuid4().hex[:8]}")
+    cli_json(server_env, "sp", "provisioning", "use-scim", "--tenant", tenant["id"])
+    token = cli_json(server_env, "sp", "token", "generate", "--tenant", tenant["id"])["token"]
+    cli_json(
+        server_env, "sp", "mapping", "create", "--tenant", tenant["id"], "--name", "Any", "--any"
+    )
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
     acknowledged: list[str] = []
     failures: list[str] = []
     lock = threading.Lock()
 
     for round_ in range(3):
-        port = _free_port()
-        server = _start(server_env, port)
+        port = free_port()
+        server = start_server(server_env, port)
         stop = threading.Event()
 
         def burst(
@@ -112,8 +72,8 @@ def test_kill_9_during_create_burst_keeps_every_acknowledged_user(
 
     assert len(acknowledged) > 20, "the burst should have created users before the kill"
     assert not failures, failures[:3]
-    port = _free_port()
-    server = _start(server_env, port)
+    port = free_port()
+    server = start_server(server_env, port)
     try:
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}/insync/scim", headers=headers

@@ -9,22 +9,14 @@ passes explicit ``now`` values instead of waiting."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import socket
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP as SmtpServer
-from aiosmtpd.smtp import Envelope
-from aiosmtpd.smtp import Session as SmtpSession
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy import select
@@ -52,6 +44,7 @@ from scimlink.storage.db import make_sessionmaker
 from scimlink.storage.db import read_session
 from scimlink.storage.db import write_session
 from tests.conftest import Scim
+from tests.conftest import SmtpServerUp
 from tests.conftest import Tenant
 from tests.conftest import create_user
 from tests.conftest import make_tenant
@@ -99,67 +92,6 @@ def _total(scim: Scim) -> int:
     assert response.status_code == 200, response.text
     total: int = response.json()["totalResults"]
     return total
-
-
-# -- an SMTP server that collects what it receives ------------------------------------------------
-
-
-class _Collector:
-    """An aiosmtpd handler that accepts every message and keeps its envelope."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[Envelope] = []
-
-    async def handle_DATA(
-        self, server: SmtpServer, session: SmtpSession, envelope: Envelope
-    ) -> str:
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-    def received(self, recipient: str) -> list[EmailMessage]:
-        """The messages delivered to ``recipient`` (other tenants' mail may arrive too)."""
-        found = []
-        for envelope in self.envelopes:
-            if recipient in envelope.rcpt_tos:
-                content = envelope.content
-                assert isinstance(content, bytes)
-                parsed = email.message_from_bytes(content, policy=email.policy.default)
-                assert isinstance(parsed, EmailMessage)
-                found.append(parsed)
-        return found
-
-
-@dataclass
-class SmtpServerUp:
-    inbox: _Collector
-    settings: mail.SmtpSettings
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServerUp]:
-    inbox = _Collector()
-    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    try:
-        yield SmtpServerUp(
-            inbox,
-            mail.SmtpSettings(
-                "127.0.0.1",
-                controller.port,
-                sender="insync@example.com",
-                security="none",
-                timeout=10,
-            ),
-        )
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

@@ -66,6 +66,64 @@ def test_upgrade_backfills_the_user_counter_and_downgrade_round_trips(blank_engi
     assert "user_count" in {c["name"] for c in inspect(blank_engine).get_columns("sp_tenants")}
 
 
+def test_0005_keeps_scim_tenants_on_scim_and_derives_each_account_email(
+    blank_engine: Engine,
+) -> None:
+    """Tenants with a token were provisioning over SCIM; the account e-mail comes from the
+    primary e-mail, else a userName that is one; of two accounts sharing one, the older keeps it."""
+    schema.upgrade(blank_engine, "0004")
+    now = {"now": "2026-01-01 00:00:00+00:00"}
+    with blank_engine.begin() as connection:
+        for tenant in ("scim", "manual"):
+            connection.execute(
+                text(
+                    "INSERT INTO sp_tenants (id, name, region, created, user_count)"
+                    " VALUES (:t, :t, 'cloud', :now, 0)"
+                ),
+                {"t": tenant, **now},
+            )
+        connection.execute(
+            text(
+                "INSERT INTO sp_scim_tokens (tenant_id, token_hash, hint, created, expires_at)"
+                " VALUES ('scim', 'h', 'x', :now, :now)"
+            ),
+            now,
+        )
+        users = [
+            ("a", "alice", "alice@work.example"),
+            ("b", "bob@example.com", None),
+            ("c", "carol", "ALICE@work.example"),
+        ]
+        for n, (user_id, user_name, email) in enumerate(users, start=1):
+            connection.execute(
+                text(
+                    "INSERT INTO sp_users (pk, id, tenant_id, user_name, user_name_key, active,"
+                    " created, last_modified, version, document) VALUES"
+                    " (:pk, :id, 'scim', :u, :u, true, :now, :now, 1, '{}')"
+                ),
+                {"pk": n, "id": user_id, "u": user_name, **now},
+            )
+            if email:
+                connection.execute(
+                    text(
+                        'INSERT INTO sp_user_emails (user_pk, tenant_id, value_key, "primary")'
+                        " VALUES (:pk, 'scim', :v, true)"
+                    ),
+                    {"pk": n, "v": email.lower()},
+                )
+    schema.upgrade(blank_engine)
+    with blank_engine.connect() as connection:
+        methods = dict(connection.execute(text("SELECT id, provisioning FROM sp_tenants")).all())
+        keys = dict(connection.execute(text("SELECT id, email_key FROM sp_users")).all())
+        managed = set(connection.execute(text("SELECT managed_by FROM sp_users")).scalars())
+    assert methods == {"scim": "scim", "manual": "manual"}
+    assert keys == {"a": "alice@work.example", "b": "bob@example.com", "c": None}
+    assert managed == {"scim"}
+    schema.downgrade(blank_engine, "0004")
+    assert "sp_audit" not in inspect(blank_engine).get_table_names()
+    schema.upgrade(blank_engine)
+
+
 def test_unfiltered_total_follows_creates_and_deletes(scim: Scim) -> None:
     ids = [scim.post("/Users", json=user_body()).json()["id"] for _ in range(5)]
     assert scim.post("/Users", json=user_body()).status_code == 201
