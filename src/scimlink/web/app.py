@@ -1,4 +1,4 @@
-"""The app half's ASGI application: the SCIM endpoint plus error handling.
+"""The app half's ASGI application: the SCIM endpoint, the admin API, and error handling.
 
 No traceback ever reaches a client: SCIM paths answer RFC 7644 §3.12 error bodies for every
 failure, including unknown routes, wrong methods and unexpected exceptions (logged with a
