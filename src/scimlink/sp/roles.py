@@ -68,4 +68,5 @@ def allows(role: str, permission: Permission) -> bool:
 def require(role: str, permission: Permission) -> None:
     if not allows(role, permission):
         title = ROLE_TITLES.get(role, role)
-        raise ForbiddenError(f"A {title} may not {_DENIALS[permission]}.")
+        article = "An" if title[:1].lower() in "aeiou" else "A"
+        raise ForbiddenError(f"{article} {title} may not {_DENIALS[permission]}.")
