@@ -376,3 +376,34 @@ def test_bad_requests_get_readable_errors(api: AdminApi) -> None:
     _error(api.post("/provisioning/use-magic"), 422)
     _error(api.put("/tokens/settings", json={"grace_hours": 100000}), 400)
     _error(api.patch("/profiles/missing", json={"name": "x"}), 404)
+
+
+def test_administrators_roles_passwords_and_listings(
+    client: TestClient, engine: Engine, tenant: Tenant
+) -> None:
+    api = AdminApi(client, make_admin(engine, tenant.id))
+    created = api.post("/admins", json={"email": "Rae@example.com", "role": "profile-admin"})
+    assert created.json()["has_password"] is False
+    promoted = api.patch("/admins/rae@example.com", json={"role": "insync-cloud-admin"})
+    assert promoted.json()["role"] == "insync-cloud-admin"
+    password = api.patch("/admins/rae@example.com", json={"password": "a long enough secret"})
+    assert password.json()["has_password"] is True
+    unchanged = api.patch("/admins/rae@example.com", json={})
+    assert unchanged.json()["role"] == "insync-cloud-admin"
+    _error(api.post("/admins", json={"email": "rae@EXAMPLE.com", "role": "profile-admin"}), 409)
+    _error(api.post("/admins", json={"email": "not-an-email", "role": "profile-admin"}), 400)
+    _error(api.post("/admins", json={"email": "z@example.com", "role": "root"}), 422)
+    # An administrator may change its own password without the right to manage administrators.
+    rae = AdminApi(client, api.post("/api-keys", json={"admin": "rae@example.com"}).json()["key"])
+    assert (
+        rae.patch("/admins/rae@example.com", json={"password": "another long secret"}).status_code
+        == 200
+    )
+    assert [a["role"] for a in rae.get("/admins").json()].count("insync-cloud-admin") == 1
+    assert rae.get("/ldap/accounts").json() == []
+    assert rae.get("/ldap/mappings").json() == []
+    assert rae.get("/mail", params={"pending": True}).json() == []
+    assert rae.get("/tokens").json()[0]["current"] is True
+    assert api.delete("/admins/rae@example.com").json() == {"deleted": "Rae@example.com"}
+    _error(rae.get("/tenant"), 401)
+    _error(api.delete("/admins/rae@example.com"), 404)
