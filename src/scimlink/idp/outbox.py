@@ -1,0 +1,268 @@
+"""The transactional outbox: one row per (application, user) pair that needs attention.
+
+Writers enqueue in their own transaction; workers claim due rows with a lease (PostgreSQL:
+``FOR UPDATE SKIP LOCKED``, so any number of workers share the queue; SQLite: one writer at a
+time). A pair has at most one row: a new cause bumps its ``generation`` and makes it due now, so
+bursts of changes coalesce into one pass over the latest state.
+
+A single administrator action that would deactivate more of an application's users than its
+threshold holds those rows for approval (``idp app approve`` / ``reject``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Insert
+from sqlalchemy import and_
+from sqlalchemy import delete
+from sqlalchemy import func
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from scimlink.idp.models import Application
+from scimlink.idp.models import Binding
+from scimlink.idp.models import DirectoryUser
+from scimlink.idp.models import Link
+from scimlink.idp.models import Membership
+from scimlink.idp.models import OutboxRow
+from scimlink.storage.base import utcnow
+
+_CHUNK = 500
+
+
+def _chunks(items: list[str]) -> Iterable[list[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def in_scope(session: Session, app_id: str, user_ids: list[str]) -> set[str]:
+    """Which of ``user_ids`` the application should hold as active: activated members of a
+    group bound to it (users are implicitly denied otherwise)."""
+    found: set[str] = set()
+    for chunk in _chunks(user_ids):
+        found.update(
+            session.execute(
+                select(Membership.user_id)
+                .join(Binding, Binding.group_id == Membership.group_id)
+                .join(DirectoryUser, DirectoryUser.id == Membership.user_id)
+                .where(
+                    Binding.app_id == app_id,
+                    DirectoryUser.state == "activated",
+                    Membership.user_id.in_(chunk),
+                )
+            ).scalars()
+        )
+    return found
+
+
+def _active_links(session: Session, app_id: str, user_ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(user_ids):
+        found.update(
+            session.execute(
+                select(Link.user_id).where(
+                    Link.app_id == app_id, Link.state == "active", Link.user_id.in_(chunk)
+                )
+            ).scalars()
+        )
+    return found
+
+
+def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    statement: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(OutboxRow)
+    upsert: Insert = statement.on_conflict_do_update(
+        index_elements=["app_id", "user_id"],
+        set_={
+            "generation": OutboxRow.generation + 1,
+            "cause": statement.excluded.cause,
+            "due_at": statement.excluded.due_at,
+            "attempts": 0,
+            "held": statement.excluded.held,
+            "last_error": None,
+        },
+    )
+    for start in range(0, len(rows), _CHUNK):
+        session.execute(upsert, rows[start : start + _CHUNK])
+
+
+def enqueue(session: Session, app_id: str, user_ids: Iterable[str], cause: str) -> int:
+    """Make the pairs due now; hold a mass deactivation. Returns how many rows were held."""
+    users = sorted(set(user_ids))
+    if not users:
+        return 0
+    app = session.get(Application, app_id)
+    assert app is not None
+    leaving = _active_links(session, app_id, users) - in_scope(session, app_id, users)
+    held = len(leaving) > app.mass_deactivation_threshold
+    now = utcnow()
+    _upsert(
+        session,
+        [
+            {
+                "app_id": app_id,
+                "user_id": user_id,
+                "cause": cause[:255],
+                "due_at": now,
+                "held": held and user_id in leaving,
+                "generation": 1,
+                "attempts": 0,
+                "created": now,
+            }
+            for user_id in users
+        ],
+    )
+    return len(leaving) if held else 0
+
+
+def enqueue_users(session: Session, user_ids: list[str], cause: str) -> None:
+    """Every application that may hold these users: bound through a group, or already linked."""
+    pairs: dict[str, set[str]] = {}
+    for chunk in _chunks(user_ids):
+        bound = session.execute(
+            select(Binding.app_id, Membership.user_id)
+            .join(Membership, Membership.group_id == Binding.group_id)
+            .where(Membership.user_id.in_(chunk))
+        ).all()
+        linked = session.execute(
+            select(Link.app_id, Link.user_id).where(Link.user_id.in_(chunk))
+        ).all()
+        for app_id, user_id in [*bound, *linked]:
+            pairs.setdefault(app_id, set()).add(user_id)
+    for app_id, users in pairs.items():
+        enqueue(session, app_id, users, cause)
+
+
+def enqueue_after_scope_change(
+    session: Session, group_id: str, user_ids: list[str], cause: str
+) -> None:
+    """A group's membership changed: the applications bound to it re-check those users."""
+    if not user_ids:
+        return
+    apps = session.execute(select(Binding.app_id).where(Binding.group_id == group_id)).scalars()
+    for app_id in list(apps):
+        enqueue(session, app_id, user_ids, cause)
+
+
+# -- workers -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    pk: int
+    app_id: str
+    user_id: str
+    generation: int
+    cause: str
+    attempts: int
+
+
+def claim(
+    session: Session,
+    worker: str,
+    *,
+    now: datetime | None = None,
+    limit: int = 50,
+    lease: timedelta = timedelta(minutes=2),
+    app_id: str | None = None,
+) -> list[Claimed]:
+    """Lease due rows of active, unquarantined applications."""
+    now = now or utcnow()
+    query = (
+        select(OutboxRow)
+        .join(Application, Application.id == OutboxRow.app_id)
+        .where(
+            OutboxRow.held.is_(False),
+            OutboxRow.due_at <= now,
+            or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now),
+            Application.idm_state == "active",
+            or_(Application.quarantined_until.is_(None), Application.quarantined_until <= now),
+        )
+        .order_by(OutboxRow.due_at, OutboxRow.pk)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=OutboxRow)
+    )
+    if app_id is not None:
+        query = query.where(OutboxRow.app_id == app_id)
+    rows = list(session.execute(query).scalars())
+    for row in rows:
+        row.claimed_until = now + lease
+        row.claimed_by = worker
+    session.flush()
+    return [Claimed(r.pk, r.app_id, r.user_id, r.generation, r.cause, r.attempts) for r in rows]
+
+
+def complete(session: Session, claimed: Claimed) -> None:
+    """Done with this generation; a newer cause keeps the row for another pass."""
+    gone = session.execute(
+        delete(OutboxRow).where(
+            OutboxRow.pk == claimed.pk, OutboxRow.generation == claimed.generation
+        )
+    )
+    if getattr(gone, "rowcount", 1) == 0:
+        release(session, claimed)
+
+
+def release(session: Session, claimed: Claimed) -> None:
+    session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.pk == claimed.pk)
+        .values(claimed_until=None, claimed_by=None)
+    )
+
+
+def retry(session: Session, claimed: Claimed, due_at: datetime, error: str) -> None:
+    """Try again at ``due_at`` unless a newer cause already made the row due."""
+    session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.pk == claimed.pk, OutboxRow.generation == claimed.generation)
+        .values(
+            due_at=due_at,
+            attempts=OutboxRow.attempts + 1,
+            last_error=error[:1000],
+            claimed_until=None,
+            claimed_by=None,
+        )
+    )
+    release(session, claimed)
+
+
+def pending(session: Session, app_id: str) -> dict[str, int]:
+    rows = session.execute(
+        select(OutboxRow.held, func.count())
+        .where(OutboxRow.app_id == app_id)
+        .group_by(OutboxRow.held)
+    ).all()
+    counts = {"due": 0, "held": 0}
+    for held, n in rows:
+        counts["held" if held else "due"] += int(n)
+    return counts
+
+
+def approve(session: Session, app_id: str) -> int:
+    """Release held deactivations."""
+    result = session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.app_id == app_id, OutboxRow.held.is_(True))
+        .values(held=False, due_at=utcnow())
+    )
+    return int(getattr(result, "rowcount", 0))
+
+
+def reject(session: Session, app_id: str) -> int:
+    """Drop held deactivations (the users stay as the application has them)."""
+    result = session.execute(
+        delete(OutboxRow).where(and_(OutboxRow.app_id == app_id, OutboxRow.held.is_(True)))
+    )
+    return int(getattr(result, "rowcount", 0))
