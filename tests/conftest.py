@@ -30,6 +30,7 @@ from sqlalchemy import create_engine
 from sqlalchemy import text
 
 from scimlink.config import Settings
+from scimlink.idp import schema as idp_schema
 from scimlink.sp import admins
 from scimlink.sp import mail
 from scimlink.sp import provisioning
@@ -82,6 +83,29 @@ def engine(database_url: str) -> Iterator[Engine]:
     schema.upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def idp_engine(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """The directory half's database, on the same kind of database as ``engine`` but separate
+    from it (the halves share nothing)."""
+    if database_url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path_factory.mktemp('idp') / 'idp.db'}"
+        created = None
+    else:
+        url = f"{database_url}_idp"
+        admin, created = _admin(url)
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{created}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{created}"'))
+    engine = make_engine(url)
+    idp_schema.upgrade(engine)
+    yield engine
+    engine.dispose()
+    if created is not None:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{created}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -103,7 +103,7 @@ class Application(IdpBase):
     token_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
     token_hint: Mapped[str | None] = mapped_column(String(64), default=None)
     token_expires_at: Mapped[datetime | None] = mapped_column(default=None)
-    #: ``inactive`` (configured or not), ``active`` (provisioning) or ``paused`` (a 401/403).
+    #: ``inactive`` (configured or not), ``active`` (provisioning) or ``paused`` (a 401).
     idm_state: Mapped[str] = mapped_column(String(16), default="inactive")
     idm_detail: Mapped[str | None] = mapped_column(String(1000), default=None)
     #: How updates are sent, from the target's ServiceProviderConfig: ``patch`` or ``put``.

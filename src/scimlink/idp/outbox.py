@@ -176,6 +176,7 @@ def claim(
     limit: int = 50,
     lease: timedelta = timedelta(minutes=2),
     app_id: str | None = None,
+    user_id: str | None = None,
 ) -> list[Claimed]:
     """Lease due rows of active, unquarantined applications."""
     now = now or utcnow()
@@ -195,6 +196,8 @@ def claim(
     )
     if app_id is not None:
         query = query.where(OutboxRow.app_id == app_id)
+    if user_id is not None:
+        query = query.where(OutboxRow.user_id == user_id)
     rows = list(session.execute(query).scalars())
     for row in rows:
         row.claimed_until = now + lease

@@ -5,7 +5,7 @@ Per pair: the desired state (attribute mapping + scope) is compared with the lin
 application last accepted). Unchanged pairs cost no call. Otherwise the connector looks up by
 ``userName`` before creating, adopts on 409, re-creates on 404, and sends ``active=false`` (or
 deletes) when the user leaves scope. Transient failures (no response, 429, 5xx) retry with full
-jitter and ``Retry-After``; a 401/403 pauses the application (no retry storm); any other 4xx
+jitter and ``Retry-After``; a 401 pauses the application (no retry storm); any other 4xx
 marks that user's link failed with the application's own message. An application whose recent
 calls mostly fail is quarantined for a while: its rows wait instead of hammering it.
 
@@ -98,7 +98,7 @@ class Transient(Failure):
 
 
 class Unauthorized(Failure):
-    """401/403: the application refused the token."""
+    """401: the application refused the token."""
 
 
 class Permanent(Failure):
@@ -112,8 +112,10 @@ def classify(exchange: Exchange, *, ok: tuple[int, ...]) -> Exchange:
         return exchange
     if status is None or status == 429 or status >= 500:
         raise Transient(exchange)
-    if status in (401, 403):
+    if status == 401:
         raise Unauthorized(exchange)
+    # 403 is a refusal of this change (Druva: a user an administrator preserved), not of the
+    # token: the token was accepted, or the answer would be 401 (RFC 6750 §3.1).
     raise Permanent(exchange)
 
 
