@@ -49,6 +49,25 @@ class Settings(BaseSettings):
             "govcloud": self.sp_govcloud_scim_url or root,
         }
 
+    #: The directory half's database; default: ``idp.db`` under ``data_dir`` (SQLite).
+    idp_database_url: str | None = None
+    #: The directory's master key (a Fernet key) for IdM tokens at rest; default: a key file
+    #: ``idp-master.key`` (mode 0600) created under ``data_dir`` on first use.
+    idp_master_key: str | None = None
+    #: Provisioning worker threads in ``idp serve`` / ``idp worker``.
+    idp_worker_threads: int = 4
+    #: Seconds between full reconciles of every active application (0 turns them off).
+    idp_reconcile_interval: float = 3600.0
+    #: Timeout of one outbound SCIM call, in seconds.
+    idp_scim_timeout: float = 15.0
+
+    @cached_property
+    def idp_database(self) -> str:
+        if self.idp_database_url:
+            return normalise_database_url(self.idp_database_url)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.data_dir / 'idp.db'}"
+
     @cached_property
     def sp_database(self) -> str:
         if self.sp_database_url:

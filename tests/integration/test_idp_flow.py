@@ -9,7 +9,6 @@ directory's log says why.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -45,12 +44,11 @@ def provisioning(idp_engine: Engine, box: SecretBox) -> ProvisioningEngine:
 @pytest.fixture
 def sp_tenant(engine: Engine) -> Tenant:
     """An inSync tenant: Engineering to its own profile and storage, everyone else by default."""
-    tenant = make_tenant(engine, allow_any=False)
-    return tenant
+    return make_tenant(engine, allow_any=False)
 
 
 @pytest.fixture
-def sp_api(client: TestClient, engine: Engine, sp_tenant: Tenant) -> Iterator[AdminApi]:
+def sp_api(client: TestClient, engine: Engine, sp_tenant: Tenant) -> AdminApi:
     api = AdminApi(client, make_admin(engine, sp_tenant.id))
     api.post("/profiles", json={"name": "Engineering"})
     api.post("/storages", json={"name": "EU", "region": "eu-west-1"})
@@ -65,7 +63,7 @@ def sp_api(client: TestClient, engine: Engine, sp_tenant: Tenant) -> Iterator[Ad
         },
     )
     api.post("/mappings", json={"name": "Allow any user", "any_user": True})
-    yield api
+    return api
 
 
 def _unique(name: str) -> str:
@@ -119,6 +117,9 @@ def test_the_spec_flow_from_token_to_preserved(
     verified = idm.activate(provisioning, label)
     assert verified.ok, verified.message
     assert verified.message == "successfully verified"
+    # The app half reports its token's expiry: 365 days out, so no warning yet.
+    assert verified.token_expires_at is not None
+    assert idm.expiry_warning(verified.token_expires_at) is None
     with write_session(sessions) as session:
         assert applications.bind_group(session, label, group) == 2
     assert provisioning.drain() >= 2

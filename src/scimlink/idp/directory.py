@@ -94,8 +94,9 @@ def _clean(changes: dict[str, Any]) -> dict[str, Any]:
             raise InvalidInputError(f"{text!r} is not an e-mail address.")
         if column == "state" and text not in STATES:
             raise InvalidInputError(f"state is one of {', '.join(STATES)}.")
-        if text is not None and len(text) > 255 and column != "email":
-            raise InvalidInputError(f"{name!r} is longer than 255 characters.")
+        limit = 320 if column == "email" else 255
+        if text is not None and len(text) > limit:
+            raise InvalidInputError(f"{name!r} is longer than {limit} characters.")
         values[column] = text or None
     return values
 
@@ -145,7 +146,7 @@ def add_user(session: Session, properties: dict[str, Any]) -> DirectoryUser:
         created=now,
         updated=now,
         state=values.pop("state", None) or "activated",
-        attributes=values.pop("attributes", {}),
+        attributes={k: v for k, v in values.pop("attributes", {}).items() if v is not None},
         **values,
     )
     session.add(user)
@@ -281,10 +282,11 @@ def delete_group(session: Session, ref: str) -> Group:
 
 def add_members(session: Session, group_ref: str, user_refs: list[str]) -> list[str]:
     group = find_group(session, group_ref)
-    added = []
+    added: list[str] = []
     for ref in user_refs:
         user = find_user(session, ref)
-        if session.get(Membership, (group.id, user.id)) is None:
+        # The same user may be named twice (username and id): add it once.
+        if user.id not in added and session.get(Membership, (group.id, user.id)) is None:
             session.add(Membership(group_id=group.id, user_id=user.id))
             added.append(user.id)
     session.flush()

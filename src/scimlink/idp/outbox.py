@@ -89,7 +89,9 @@ def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
             "cause": statement.excluded.cause,
             "due_at": statement.excluded.due_at,
             "attempts": 0,
-            "held": statement.excluded.held,
+            # An approved (released) row stays released until it is processed; a new cause
+            # never holds a row again that an administrator already let through.
+            "held": OutboxRow.held & statement.excluded.held,
             "last_error": None,
         },
     )

@@ -205,6 +205,23 @@ async def _authenticated(request: Request) -> None:
     await _in_tenant(request, lambda _service: None)
 
 
+#: Beyond inSync: discovery tells the directory when its token expires, so it can warn.
+TOKEN_EXPIRY_HEADER = "X-Scim-Token-Expires-At"  # noqa: S105 - a header name
+
+
+async def _token_expiry(request: Request) -> str:
+    token = _bearer(request)
+    sessions = _settings(request).sessions
+
+    def run() -> str:
+        with read_session(sessions) as session:
+            expires_at = authenticate(session, token).expires_at
+        assert expires_at is not None
+        return expires_at.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+    return await run_in_threadpool(run)
+
+
 def _user_response(request: Request, user: StoredUser, status: int = 200) -> Response:
     base = _base_url(request)
     resource = user.resource(base)
@@ -246,10 +263,11 @@ router = APIRouter(prefix=SCIM_PREFIX)
 
 @router.get("/ServiceProviderConfig")
 async def get_service_provider_config(request: Request) -> Response:
-    await _authenticated(request)
+    expires_at = await _token_expiry(request)
     limits = _settings(request).limits
     return scim_response(
-        discovery.service_provider_config(_base_url(request), max_results=limits.max_results)
+        discovery.service_provider_config(_base_url(request), max_results=limits.max_results),
+        headers={TOKEN_EXPIRY_HEADER: expires_at},
     )
 
 

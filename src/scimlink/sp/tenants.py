@@ -55,6 +55,7 @@ class TokenIdentity:
 
     tenant_id: str
     hint: str
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,4 +241,4 @@ def authenticate(session: Session, token: str, *, now: datetime | None = None) -
             f"The SCIM token expired at {expired}; an inSync Cloud administrator must generate "
             "a new one and update it in the IdP."
         )
-    return TokenIdentity(str(row.tenant_id), str(row.hint))
+    return TokenIdentity(str(row.tenant_id), str(row.hint), row.expires_at)

@@ -236,10 +236,14 @@ def _deprovision(target: ScimTarget, pair: PairState, remote_id: str, out: Outco
         out.steps.append(Step("delete", exchange, "deleted in the application"))
         out.remote_id, out.state, out.digest = None, "inactive", pair.desired.digest
         return
-    if pair.app.update_method == "put" and pair.user is not None:
+    # A user still in the directory is sent whole with active=false, so what changed while it
+    # was out of scope (a new display name) arrives too; a deleted user is only deactivated.
+    if pair.user is None:
+        exchange = target.patch(remote_id, {"active": False})
+    elif pair.app.update_method == "put":
         exchange = target.replace(remote_id, pair.desired.resource)
     else:
-        exchange = target.patch(remote_id, {"active": False})
+        exchange = target.patch(remote_id, _values(pair.desired.resource))
     if exchange.status == 404:
         out.steps.append(Step("deactivate", exchange, "already gone (404): counts as done"))
         out.remote_id, out.state, out.digest = None, "inactive", pair.desired.digest
@@ -372,6 +376,15 @@ class Engine:
             with write_session(self.sessions) as session:
                 outbox.complete(session, claimed)
             return Outcome()
+        app = pair.app
+        if app.idm_state != "active" or (
+            app.quarantined_until is not None and app.quarantined_until > self.clock()
+        ):
+            # Paused (401), deactivated or quarantined since this batch was claimed: the rest
+            # of the batch waits, unsent, as claim would have left it (no retry storm).
+            with write_session(self.sessions) as session:
+                outbox.release(session, claimed)
+            return Outcome()
         slot = self._slot(pair.app)
         with slot:
             self._limits.wait(pair.app.id, pair.app.rate_per_second)
@@ -480,6 +493,7 @@ class Engine:
 
     def _maybe_quarantine(self, session: Session, app_id: str, now: datetime) -> None:
         config = self.config
+        session.flush()  # the sessions do not autoflush: count the failure just logged too
         statuses = list(
             session.execute(
                 select(LogEntry.status, LogEntry.step)
