@@ -15,7 +15,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-## demo: the app half on embedded SQLite with a demo tenant; prints its SCIM base URL and a token
+## demo: both halves on embedded SQLite; a sample directory provisions into the app half; prints URLs and keys
 demo: $(STAMP)
 	$(BIN)/scimlink demo
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -81,19 +82,37 @@ def test_database_password_is_never_printed(tmp_path: Path) -> None:
     assert redact("postgresql://app@db/x") == "postgresql://app@db/x"
 
 
-def test_demo_serves_the_app_half_with_sample_users(tmp_path: Path) -> None:
+def test_demo_provisions_a_sample_directory_into_the_app_half(tmp_path: Path) -> None:
+    """Both halves on two ports: the sample directory reaches the app half over SCIM, placed by
+    the department mappings, and later directory changes keep arriving."""
     import socket
-    import time
 
     import httpx
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
     env = {**os.environ, "SCIMLINK_DATA_DIR": str(tmp_path)}
-    env.pop("SCIMLINK_SP_DATABASE_URL", None)
+    for name in (
+        "SCIMLINK_SP_DATABASE_URL",
+        "SCIMLINK_IDP_DATABASE_URL",
+        "SCIMLINK_IDP_MASTER_KEY",
+    ):
+        env.pop(name, None)
     demo = subprocess.Popen(
-        [SCIMLINK, "demo", "--port", str(port), "--json"],
+        [
+            SCIMLINK,
+            "demo",
+            "--port",
+            str(ports[0]),
+            "--idp-port",
+            str(ports[1]),
+            "--users",
+            "25",
+            "--json",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
@@ -101,16 +120,36 @@ def test_demo_serves_the_app_half_with_sample_users(tmp_path: Path) -> None:
     try:
         assert demo.stdout is not None
         announced = json.loads(demo.stdout.readline())
-        assert announced["scim_base_url"] == f"http://127.0.0.1:{port}/insync/scim"
-        headers = {"Authorization": f"Bearer {announced['token']}"}
-        deadline = time.monotonic() + 20
-        total = 0
-        while time.monotonic() < deadline and total < 5:
-            total = httpx.get(f"{announced['scim_base_url']}/Users", headers=headers).json()[
-                "totalResults"
-            ]
+        assert announced["scim_base_url"] == f"http://127.0.0.1:{ports[0]}/insync/scim"
+        assert announced["directory_api"] == f"http://127.0.0.1:{ports[1]}/api/v1"
+        assert json.loads(demo.stdout.readline()) == {"provisioned": 25}
+        scim = {"Authorization": f"Bearer {announced['token']}"}
+        users = httpx.get(f"{announced['scim_base_url']}/Users", headers=scim).json()
+        assert users["totalResults"] == 25
+        profiles = httpx.get(
+            f"{announced['admin_api']}/profiles",
+            headers={"Authorization": f"Bearer {announced['admin_api_key']}"},
+        ).json()
+        assert {p["name"]: p["users"] for p in profiles} == {"Default": 20, "Engineering": 5}
+        directory = httpx.get(
+            f"{announced['directory_api']}/users",
+            params={"limit": 1},
+            headers={"Authorization": f"Bearer {announced['directory_api_key']}"},
+        ).json()["users"][0]
+        # A change in the directory arrives while the demo keeps running.
+        changed = run(env, "idp", "user", "set", directory["username"], "--displayname", "Changed")
+        assert changed.returncode == 0
+        found: dict[str, object] = {}
+        for _ in range(100):
+            found = httpx.get(
+                f"{announced['scim_base_url']}/Users",
+                params={"filter": f'userName eq "{directory["username"]}"'},
+                headers=scim,
+            ).json()["Resources"][0]
+            if found["displayName"] == "Changed":
+                break
             time.sleep(0.1)
-        assert total == 5
+        assert found["displayName"] == "Changed"
     finally:
         demo.terminate()
         demo.wait(timeout=10)

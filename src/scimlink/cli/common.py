@@ -41,7 +41,7 @@ def emit(as_json: bool, data: Any, text: str) -> None:
     if as_json:
         sys.stdout.write(json.dumps(data, default=str) + "\n")
     else:
-        console.print(text, highlight=False, soft_wrap=True)
+        console.print(text, highlight=False, soft_wrap=True, markup=False)
 
 
 def emit_rows(
@@ -55,13 +55,13 @@ def emit_rows(
         sys.stdout.write(json.dumps(rows, default=str) + "\n")
         return
     for row in rows:
-        console.print(line(row), highlight=False, soft_wrap=True)
+        console.print(line(row), highlight=False, soft_wrap=True, markup=False)
     if not rows and empty:
-        console.print(empty, highlight=False)
+        console.print(empty, highlight=False, markup=False)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    errors.print(f"error: {message}", highlight=False, soft_wrap=True)
+    errors.print(f"error: {message}", highlight=False, soft_wrap=True, markup=False)
     return typer.Exit(code)
 
 

@@ -254,6 +254,7 @@ def demo(
             + "\n  ".join(sp["mappings"]),
             highlight=False,
             soft_wrap=True,
+            markup=False,
         )
         console.print(
             f"Directory: IdM of {DEMO_APP!r} {verified.message}; group 'All Staff' bound.",

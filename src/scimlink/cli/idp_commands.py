@@ -332,7 +332,7 @@ def user_import(
         sys.stdout.write(json.dumps(data) + "\n")
     else:
         for error in report.errors:
-            console.print(f"line {error.line}: {error.message}", highlight=False, soft_wrap=True)
+            console.print(str(error), highlight=False, soft_wrap=True, markup=False)
         console.print(
             f"{report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
             f"{report.failed} failed.",

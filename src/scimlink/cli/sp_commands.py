@@ -643,7 +643,7 @@ def user_list(
         sys.stdout.write(json.dumps(data) + "\n")
         return
     for row in data["users"]:
-        console.print(account_line(row), highlight=False, soft_wrap=True)
+        console.print(account_line(row), highlight=False, soft_wrap=True, markup=False)
     counts = data["licenses"]
     console.print(
         f"Licenses in use: {counts['active']} active; {counts['preserved']} preserved (no license)."
