@@ -449,10 +449,12 @@ def test_e4_lost_answer_after_commit_is_adopted_not_duplicated(
     assert row.attempts == 1
     assert row.last_error is not None
     assert row.last_error.startswith("timeout:")
-    # The target committed the create; the engine does not know its id yet.
+    # The target committed the create; the engine does not know its id yet, only that a create
+    # was attempted (a pending link written before the call).
     [committed] = world.remote(name)
     with read_session(world.sessions) as session:
-        assert session.execute(select(Link).where(Link.app_id == world.app_id)).first() is None
+        [link] = session.execute(select(Link).where(Link.app_id == world.app_id)).scalars()
+        assert (link.state, link.remote_id) == ("pending", None)
 
     clock.advance(backoff.BASE)
     assert world.run_once() == 1
@@ -463,6 +465,29 @@ def test_e4_lost_answer_after_commit_is_adopted_not_duplicated(
     latest = world.log(name)
     assert [e["step"] for e in reversed(latest)][-2:] == ["lookup", "update"]
     assert "adopting it" in latest[1]["decision"]
+
+
+def test_e4_lost_answer_then_leaving_scope_still_deactivates(
+    world: World, faulty: FaultyTransport, clock: FakeClock
+) -> None:
+    """The create committed but its answer was lost, then the user was suspended before the
+    retry: the pending link makes the engine look the user up and deactivate it (found by the
+    kill -9 test: without it, the app kept an active user the directory had suspended)."""
+    [name] = world.add_users("e4s", 1)
+    world.bind()
+    faulty.lose_response(method="POST", mentions=name)
+    assert world.run_once() == 1
+    [committed] = world.remote(name)
+    assert committed["active"] is True
+    with write_session(world.sessions) as session:
+        directory.set_state(session, name, "suspended")
+    clock.advance(backoff.BASE)
+    world.drain()
+    [after] = world.remote(name)
+    assert (after["id"], after["active"]) == (committed["id"], False)
+    link = world.link(name)
+    assert (link.state, link.remote_id) == ("inactive", committed["id"])
+    assert [e["step"] for e in reversed(world.log(name))][-2:] == ["lookup", "deactivate"]
 
 
 # -- E5 ------------------------------------------------------------------------------------------

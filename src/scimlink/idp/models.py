@@ -174,7 +174,8 @@ class Link(IdpBase):
     user_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     username: Mapped[str] = mapped_column(String(255))
     remote_id: Mapped[str | None] = mapped_column(String(255), default=None)
-    #: ``active``, ``inactive`` (deprovisioned) or ``failed`` (a permanent error; see detail).
+    #: ``pending`` (a first create under way), ``active``, ``inactive`` (deprovisioned) or
+    #: ``failed`` (a permanent error; see detail).
     state: Mapped[str] = mapped_column(String(16))
     accepted_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     detail: Mapped[str | None] = mapped_column(String(2000), default=None)

@@ -142,9 +142,15 @@ def load_pair(session: Session, app_id: str, user_id: str) -> PairState:
 
 
 def unchanged(pair: PairState) -> bool:
-    """Nothing to send: the application accepted exactly this, or never had an absent user."""
+    """Nothing to send: the application accepted exactly this, or never had an absent user.
+
+    A ``pending`` link without a remote id means a create was attempted and its outcome is
+    unknown (the answer was lost, or the worker died): the application may hold the user.
+    """
     link = pair.link
-    if not pair.desired.in_scope and (link is None or link.remote_id is None):
+    if not pair.desired.in_scope and (
+        link is None or (link.remote_id is None and link.state != "pending")
+    ):
         return True
     return (
         link is not None
@@ -169,8 +175,11 @@ def converge(target: ScimTarget, pair: PairState) -> Outcome:
     try:
         if not pair.desired.in_scope:
             assert pair.link is not None
-            assert pair.link.remote_id is not None
-            _deprovision(target, pair, pair.link.remote_id, out)
+            remote_id = pair.link.remote_id or _find(target, pair.username, out)
+            if remote_id is None:
+                out.state, out.digest = "inactive", pair.desired.digest
+                return out
+            _deprovision(target, pair, remote_id, out)
             return out
         remote_id = pair.link.remote_id if pair.link else None
         if remote_id is None:
@@ -385,6 +394,11 @@ class Engine:
             with write_session(self.sessions) as session:
                 outbox.release(session, claimed)
             return Outcome()
+        if pair.link is None:
+            # Write ahead: a create whose answer is lost (or whose worker dies) leaves this
+            # ``pending`` link, so a later pass looks the user up even if it left scope.
+            with write_session(self.sessions) as session:
+                self._store_link(session, claimed, pair, state="pending", remote_id=None)
         slot = self._slot(pair.app)
         with slot:
             self._limits.wait(pair.app.id, pair.app.rate_per_second)

@@ -228,7 +228,10 @@ def reconcile(engine: Engine, app_ref: str, *, page: int = 200) -> Drift:
                         stale.append(user_id)
                         drift.missing += 1
                     continue
-                if _project(found, targets) != _project(pair.desired.resource, targets):
+                # A user deleted from the directory is only deactivated (its attributes are
+                # gone): whether the application holds it inactive is all that can drift.
+                compared = targets if pair.user is not None else ["active"]
+                if _project(found, compared) != _project(pair.desired.resource, compared):
                     stale.append(user_id)
                     drift.differing += 1
                     if len(drift.examples) < 20:
