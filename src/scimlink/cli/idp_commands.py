@@ -27,6 +27,7 @@ from scimlink.cli.common import JsonOption
 from scimlink.cli.common import console
 from scimlink.cli.common import emit
 from scimlink.cli.common import emit_rows
+from scimlink.cli.common import errors
 from scimlink.cli.common import fail
 from scimlink.config import Settings
 from scimlink.errors import ScimLinkError
@@ -104,14 +105,16 @@ def provisioning_engine(settings: Settings | None = None) -> Iterator[Engine]:
         database.dispose()
 
 
-def _progress() -> Progress:
+def _progress(*, enabled: bool = True) -> Progress:
+    """A progress bar on stderr, so that stdout holds only the result (``--json`` stays JSON)."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=console,
+        console=errors,
         transient=False,
+        disable=not enabled,
     )
 
 
@@ -316,7 +319,7 @@ def user_import(
     schema.upgrade(database)
     try:
         records = importer.read_records(file)
-        with _progress() as progress:
+        with _progress(enabled=not as_json) as progress:
             task = progress.add_task("Importing", total=len(records))
             report = importer.import_users(
                 make_sessionmaker(database),
