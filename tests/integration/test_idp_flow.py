@@ -170,6 +170,9 @@ def test_the_spec_flow_from_token_to_preserved(
     assert entries[0]["response"]["status"] == 403
     assert "preserved by an administrator" in entries[0]["decision"]
     assert entries[0]["correlation_id"]
+    # The engine sends its correlation id: the app half's audit trail records the same one.
+    refused = sp_api.get("/audit", params={"correlation_id": entries[0]["correlation_id"]}).json()
+    assert [(e["action"], e["outcome"]) for e in refused] == [("user.reactivate", "refused")]
 
     # Unbinding deactivates everyone the group granted.
     with write_session(sessions) as session:

@@ -145,3 +145,23 @@ def test_secrets_round_trip_and_refuse_tampering(tmp_path: Path) -> None:
         SecretBox(b"short")
     assert hint("abcdefghijkl") == "…ijkl"
     assert hint("short") == "…"
+
+
+def test_the_rate_limiter_spaces_calls_to_the_configured_rate() -> None:
+    import time
+
+    from scimlink.idp.provisioning.engine import _RateLimiter
+
+    limiter = _RateLimiter()
+    started = time.monotonic()
+    for _ in range(25):
+        limiter.wait("app", 50.0)  # a full bucket of 50, then 50 per second
+    assert time.monotonic() - started < 0.2
+    started = time.monotonic()
+    for _ in range(20):
+        limiter.wait("slow", 20.0)  # the bucket holds 20: no wait
+    burst = time.monotonic() - started
+    for _ in range(10):
+        limiter.wait("slow", 20.0)  # beyond the bucket: 20 per second
+    assert burst < 0.2
+    assert time.monotonic() - started >= 0.45
