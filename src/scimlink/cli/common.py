@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from scimlink.config import Settings
@@ -68,8 +69,15 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 @contextmanager
 def unit_of_work(settings: Settings) -> Iterator[Session]:
     """One transaction on the app half's database (migrated first); errors become one line."""
-    engine = make_engine(settings.sp_database)
-    schema.upgrade(engine)
+    with database_unit(settings.sp_database, schema.upgrade) as session:
+        yield session
+
+
+@contextmanager
+def database_unit(url: str, upgrade: Callable[[Engine], None]) -> Iterator[Session]:
+    """One transaction on a half's database, migrated first; errors become one line."""
+    engine = make_engine(url)
+    upgrade(engine)
     try:
         with write_session(make_sessionmaker(engine)) as session:
             yield session

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from scimlink.cli.common import JsonOption
 from scimlink.cli.common import console
+from scimlink.cli.common import database_unit
 from scimlink.cli.common import emit
 from scimlink.cli.common import emit_rows
 from scimlink.cli.common import errors
@@ -42,7 +43,6 @@ from scimlink.idp.provisioning.engine import EngineConfig
 from scimlink.idp.secrets import SecretBox
 from scimlink.storage.db import make_engine
 from scimlink.storage.db import make_sessionmaker
-from scimlink.storage.db import write_session
 
 idp_app = typer.Typer(
     help="The directory half (JumpCloud's role): users, groups, applications, provisioning.",
@@ -77,15 +77,8 @@ def secret_box(settings: Settings) -> SecretBox:
 def directory_unit(settings: Settings | None = None) -> Iterator[Session]:
     """One transaction on the directory's database (migrated first); errors become one line."""
     settings = settings or Settings()
-    engine = make_engine(settings.idp_database)
-    schema.upgrade(engine)
-    try:
-        with write_session(make_sessionmaker(engine)) as session:
-            yield session
-    except ScimLinkError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        engine.dispose()
+    with database_unit(settings.idp_database, schema.upgrade) as session:
+        yield session
 
 
 @contextmanager
