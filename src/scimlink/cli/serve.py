@@ -41,7 +41,8 @@ def run_jobs_once(settings: Settings, engine: Engine | None = None) -> jobs.JobR
     owned = engine is None
     engine = engine or make_engine(settings.sp_database)
     try:
-        schema.upgrade(engine)
+        if owned:  # a server's engine was migrated when it started
+            schema.upgrade(engine)
         return jobs.run_once(make_sessionmaker(engine), smtp_settings(settings))
     finally:
         if owned:
