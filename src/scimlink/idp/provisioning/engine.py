@@ -308,6 +308,7 @@ class Engine:
         self._limits = _RateLimiter()
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._slots_lock = threading.Lock()
+        self._targets = threading.local()
 
     def target(self, app: Application) -> ScimTarget:
         base_url, token = app.base_url or "", ""
@@ -320,6 +321,33 @@ class Engine:
             transport=self.transport(app) if self.transport else None,
             verify=self.config.verify_tls,
         )
+
+    def _cached_target(self, app: Application) -> ScimTarget:
+        """This thread's connection to the application, kept between pairs.
+
+        Building a client costs far more than a call (a TLS context, a connection): reusing
+        it keeps the connection alive. A new base URL or token builds a new one.
+        """
+        cache: dict[str, tuple[tuple[str | None, str | None], ScimTarget]] = (
+            getattr(self._targets, "cache", None) or {}
+        )
+        self._targets.cache = cache
+        key = (app.base_url, app.token_encrypted)
+        cached = cache.get(app.id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if cached is not None:
+            cached[1].close()
+        target = self.target(app)
+        cache[app.id] = (key, target)
+        return target
+
+    def close(self) -> None:
+        """Close this thread's connections (other threads' close with their thread)."""
+        cache = getattr(self._targets, "cache", None) or {}
+        for _, target in cache.values():
+            target.close()
+        cache.clear()
 
     def _slot(self, app: Application) -> threading.BoundedSemaphore:
         with self._slots_lock:
@@ -363,13 +391,16 @@ class Engine:
         """Process until ``stop`` is set, with ``threads`` concurrent claimers."""
 
         def loop() -> None:
-            while not stop.is_set():
-                try:
-                    if self.run_once() == 0:
-                        stop.wait(idle)
-                except Exception:
-                    log.exception("provisioning pass failed; retrying")
-                    stop.wait(1.0)
+            try:
+                while not stop.is_set():
+                    try:
+                        if self.run_once() == 0:
+                            stop.wait(idle)
+                    except Exception:
+                        log.exception("provisioning pass failed; retrying (rows are re-leased)")
+                        stop.wait(1.0)
+            finally:
+                self.close()
 
         workers = [threading.Thread(target=loop, daemon=True) for _ in range(threads)]
         for thread in workers:
@@ -402,7 +433,7 @@ class Engine:
         slot = self._slot(pair.app)
         with slot:
             self._limits.wait(pair.app.id, pair.app.rate_per_second)
-            target = self.target(pair.app)
+            target = self._cached_target(pair.app)
             target.correlation_id = correlation
             try:
                 outcome = converge(target, pair)
@@ -415,8 +446,6 @@ class Engine:
             except Permanent as failure:
                 self._failed(claimed, pair, failure, correlation)
                 return failure.outcome
-            finally:
-                target.close()
         self._done(claimed, pair, outcome, correlation)
         return outcome
 
