@@ -208,6 +208,33 @@ def claim(
     return [Claimed(r.pk, r.app_id, r.user_id, r.generation, r.cause, r.attempts) for r in rows]
 
 
+def mark_pending(session: Session, claimed: list[Claimed]) -> None:
+    """Write ahead, in the claim's transaction: a claimed pair about to be created for the
+    first time gets a ``pending`` link, so that if the create's answer is lost or the worker
+    dies, a later pass looks the user up instead of assuming it was never sent."""
+    by_app: dict[str, list[str]] = {}
+    for item in claimed:
+        by_app.setdefault(item.app_id, []).append(item.user_id)
+    for app_id, user_ids in by_app.items():
+        linked = set(
+            session.execute(
+                select(Link.user_id).where(Link.app_id == app_id, Link.user_id.in_(user_ids))
+            ).scalars()
+        )
+        new = in_scope(session, app_id, [u for u in user_ids if u not in linked])
+        if not new:
+            continue
+        names = session.execute(
+            select(DirectoryUser.id, DirectoryUser.username).where(DirectoryUser.id.in_(new))
+        ).all()
+        now = utcnow()
+        session.add_all(
+            Link(app_id=app_id, user_id=user_id, username=name, state="pending", updated=now)
+            for user_id, name in names
+        )
+    session.flush()
+
+
 def complete(session: Session, claimed: Claimed) -> None:
     """Done with this generation; a newer cause keeps the row for another pass."""
     gone = session.execute(

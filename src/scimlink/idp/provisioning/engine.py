@@ -370,6 +370,7 @@ class Engine:
                 lease=self.config.lease,
                 app_id=app_id,
             )
+            outbox.mark_pending(session, claimed)
         for item in claimed:
             self.process(item)
         return len(claimed)
@@ -426,8 +427,9 @@ class Engine:
                 outbox.release(session, claimed)
             return Outcome()
         if pair.link is None:
-            # Write ahead: a create whose answer is lost (or whose worker dies) leaves this
-            # ``pending`` link, so a later pass looks the user up even if it left scope.
+            # Write ahead (``run_once`` does it for a whole batch when it claims): a create
+            # whose answer is lost, or whose worker dies, leaves this ``pending`` link, so a
+            # later pass looks the user up even if it left scope.
             with write_session(self.sessions) as session:
                 self._store_link(session, claimed, pair, state="pending", remote_id=None)
         slot = self._slot(pair.app)
