@@ -9,8 +9,10 @@ jitter and ``Retry-After``; a 401 pauses the application (no retry storm); any o
 marks that user's link failed with the application's own message. An application whose recent
 calls mostly fail is quarantined for a while: its rows wait instead of hammering it.
 
-Every call and its outcome commit together with the link and the outbox row, so a crash at any
-point leaves either the old state (the row is claimed again after its lease) or the new one.
+A pair's outcome (its log entries, its link and its outbox row) commits in one transaction
+after its calls. A crash before that commit leaves the row to be claimed again once its lease
+runs out, and the ``pending`` link written when it was claimed makes the next pass look the user
+up first, so nothing is created twice (security.md E4, E8).
 """
 
 from __future__ import annotations
