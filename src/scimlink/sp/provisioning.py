@@ -30,8 +30,6 @@ from scimlink.sp.models import Tenant
 from scimlink.storage.base import utcnow
 
 _Ldap = TypeVar("_Ldap", LdapAccount, LdapMapping)
-METHODS = ("manual", "scim", "ldap")
-METHOD_TITLES = {"manual": "manual", "scim": "SCIM", "ldap": "AD/LDAP"}
 
 
 @dataclass(frozen=True, slots=True)
