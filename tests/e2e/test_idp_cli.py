@@ -148,3 +148,67 @@ def test_the_directory_provisions_into_the_app_half_from_the_shell(
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(10)
+
+
+def test_app_set_changes_only_how_an_application_is_presented(
+    server_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {
+        **server_env,
+        "SCIMLINK_IDP_MASTER_KEY": Fernet.generate_key().decode(),
+        "SCIMLINK_IDP_DATABASE_URL": server_env.get(
+            "SCIMLINK_SP_DATABASE_URL", f"sqlite:///{tmp_path / 'idp.db'}"
+        ),
+    }
+    tag = uuid.uuid4().hex[:6]
+    app, other, renamed = f"Druva {tag}", f"Other {tag}", f"Backup {tag}"
+    base = "https://druva.example/insync/scim"
+    _json(env, "idp", "app", "add", "druva", "--label", app, "--base-url", base)
+    _json(env, "idp", "app", "add", "scim", "--label", other)
+    _json(env, "idp", "app", "idm", "configure", app, "--token-key", f"tok{tag}")
+    before = _json(env, "idp", "app", "show", app)
+
+    edited = _json(
+        env,
+        "idp",
+        "app",
+        "set",
+        app,
+        "--label",
+        renamed,
+        "--description",
+        "Endpoint backup",
+        "--hide-in-portal",
+        "--logo-url",
+        "https://logo.example/druva.png",
+    )
+    presentation = ("label", "description", "show_in_portal", "logo_url")
+    assert [edited[f] for f in presentation] == [
+        renamed,
+        "Endpoint backup",
+        False,
+        "https://logo.example/druva.png",
+    ]
+    # The IdM connector, mapping and pending work are as they were.
+    assert {k: v for k, v in edited.items() if k not in presentation} == {
+        k: v for k, v in before.items() if k not in presentation
+    }
+    assert _json(env, "idp", "app", "show", renamed.upper())["id"] == before["id"]
+    assert "No application" in _refused(env, "idp", "app", "show", app)
+
+    # Text output is `app show`'s; one option changes one field; an empty value means the
+    # catalog's.
+    text = _run(env, "idp", "app", "set", renamed, "--show-in-portal", "--description", "")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith(f"{renamed} (druva, cloud, id {before['id']})")
+    assert "User portal: shown  logo https://logo.example/druva.png" in text.stdout
+    assert before["description"] in text.stdout
+
+    # Refused: nothing to change (a usage error, 2), a clash, an empty label, an unknown app.
+    nothing = _run(env, "idp", "app", "set", renamed)
+    assert nothing.returncode == 2
+    assert nothing.stderr.startswith("error: nothing to change")
+    assert "already exists" in _refused(env, "idp", "app", "set", renamed, "--label", other)
+    assert "1 to 255 characters" in _refused(env, "idp", "app", "set", renamed, "--label", " ")
+    assert "No application" in _refused(env, "idp", "app", "set", f"none{tag}", "--label", "x")
+    assert _json(env, "idp", "app", "show", renamed)["label"] == renamed

@@ -164,6 +164,15 @@ def test_openapi_lists_every_path_and_the_docs_are_served(api: Api) -> None:
     assert {"HTTPBearer", "APIKeyHeader"} <= set(spec["components"]["securitySchemes"])
     # Secrets are documented as write-only input.
     schemas = spec["components"]["schemas"]
+    assert {"get", "patch", "delete"} <= set(spec["paths"]["/apps/{ref}"])
+    edit = spec["paths"]["/apps/{ref}"]["patch"]["requestBody"]["content"]["application/json"]
+    assert edit["schema"]["$ref"].endswith("/AppEditBody")
+    assert set(schemas["AppEditBody"]["properties"]) == {
+        "label",
+        "description",
+        "show_in_portal",
+        "logo_url",
+    }
     assert schemas["IdmBody"]["properties"]["token"]["anyOf"][0]["writeOnly"] is True
     assert schemas["NewUserBody"]["properties"]["password"]["anyOf"][0]["writeOnly"] is True
     docs = api.client.get(f"{PREFIX}/docs")
@@ -532,6 +541,67 @@ def test_applications_mapping_settings_and_groups(api: Api) -> None:
     ):
         response = api.request(method, f"/apps/{scim['id']}{path}", json={"base_url": "http://x"})
         assert "No application" in _error(response, 404, "not_found")
+
+
+def test_applications_are_relabelled_described_hidden_and_given_a_logo(api: Api) -> None:
+    app = _add_app(api, "scim", base_url="https://scim.example.com/v2")
+    other = _add_app(api, "druva")
+    # Provisioning state to compare with afterwards: IdM configured, a group bound, work pending.
+    _ok(_configure(api, app, "https://scim.example.com/v2", f"tok-{uuid.uuid4().hex}"))
+    group = _ok(api.post("/groups", json={"name": _unique("edited")}), 201)
+    _add_user(api, groups=[group["name"]])
+    _ok(api.post(f"/apps/{app['id']}/groups", json={"group": group["name"]}))
+    before = _ok(api.get(f"/apps/{app['id']}"))
+    assert before["pending"] == {"due": 1, "held": 0}
+
+    label = _unique("Renamed")
+    edited = _ok(
+        api.patch(
+            f"/apps/{app['label']}",
+            json={
+                "label": label,
+                "description": "Our SCIM app",
+                "show_in_portal": False,
+                "logo_url": "https://logo.example/app.png",
+            },
+        )
+    )
+    presentation = ("label", "description", "show_in_portal", "logo_url")
+    assert [edited[f] for f in presentation] == [
+        label,
+        "Our SCIM app",
+        False,
+        "https://logo.example/app.png",
+    ]
+    unchanged = {k: v for k, v in before.items() if k not in presentation}
+    assert {k: v for k, v in edited.items() if k not in presentation} == unchanged
+    assert _ok(api.get(f"/apps/{label.lower()}"))["id"] == app["id"]
+    assert "No application" in _error(api.get(f"/apps/{app['label']}"), 404, "not_found")
+
+    # Only what is given changes; null is "leave it"; "" restores the catalog's; {} is a no-op.
+    shown = _ok(api.patch(f"/apps/{app['id']}", json={"show_in_portal": True, "label": None}))
+    assert (shown["label"], shown["show_in_portal"], shown["description"]) == (
+        label,
+        True,
+        "Our SCIM app",
+    )
+    reset = _ok(api.patch(f"/apps/{app['id']}", json={"description": "", "logo_url": ""}))
+    assert (reset["description"], reset["logo_url"]) == ("Any SCIM 2.0 service provider.", None)
+    assert _ok(api.patch(f"/apps/{app['id']}", json={})) == reset
+
+    # Refused, changing nothing: another application's label (in any case), an empty label,
+    # fields that are not presentation, too long a value, an unknown application.
+    clash = api.patch(
+        f"/apps/{app['id']}", json={"label": other["label"].upper(), "show_in_portal": False}
+    )
+    assert "already exists" in _error(clash, 409, "conflict")
+    empty = api.patch(f"/apps/{app['id']}", json={"label": "  "})
+    assert "1 to 255 characters" in _error(empty, 400, "invalid_input")
+    for body in ({"kind": "druva"}, {"base_url": "https://x.example"}, {"logo_url": "x" * 1001}):
+        _error(api.patch(f"/apps/{app['id']}", json=body), 422, "invalid_request")
+    assert _ok(api.get(f"/apps/{app['id']}")) == reset
+    unknown = api.patch(f"/apps/{_unique('nowhere')}", json={"label": _unique("x")})
+    assert "No application" in _error(unknown, 404, "not_found")
 
 
 # -- Identity Management -------------------------------------------------------------------------

@@ -10,6 +10,8 @@ the directory half against the live app half over real HTTP, on SQLite and on Po
   reconcile of an unchanged application only reads.
 * Two engines draining one queue at once deliver each user exactly once.
 * A target whose ServiceProviderConfig says PATCH is unsupported is updated with PUT.
+* Editing how an application is presented (label, description, portal, logo) changes only the
+  given fields and leaves provisioning alone: nothing is queued or sent, IdM and links stay.
 
 Every request the directory makes passes through a recording transport (a real HTTP transport,
 no rule programmed), so a test can say exactly which calls were made.
@@ -18,6 +20,7 @@ no rule programmed), so a test can say exactly which calls were made.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -31,6 +34,9 @@ from cryptography.fernet import Fernet
 from sqlalchemy import Engine
 from sqlalchemy import select
 
+from scimlink.errors import ConflictError
+from scimlink.errors import InvalidInputError
+from scimlink.errors import NotFoundError
 from scimlink.idp import applications
 from scimlink.idp import directory
 from scimlink.idp import idm
@@ -587,7 +593,15 @@ def test_two_engines_draining_concurrently_deliver_each_user_exactly_once(
     assert scene.pending() == {"due": 0, "held": 0}
     # Each user was created once: one POST each, no duplicate in the app half.
     assert scene.recorder.count("POST") == count
-    assert scene.recorder.count("GET") == count
+    # Each user was looked up once, together with the others of its claimed batch.
+    looked_up = [
+        name
+        for seen in scene.recorder.seen
+        if seen.method == "GET"
+        for name in re.findall(r'userName\+eq\+"([^"]+)"', seen.url)
+    ]
+    assert sorted(looked_up) == sorted(names)
+    assert count // config.batch <= scene.recorder.count("GET") < count
     assert scene.remote_names() == sorted(names)
     with read_session(scene.sessions) as session:
         creates = session.execute(
@@ -674,3 +688,142 @@ def test_a_target_with_patch_is_updated_with_patch(scene: Scene) -> None:
     entry = scene.log(joe)[0]
     assert (entry["step"], entry["request"]["method"]) == ("update", "PATCH")
     assert scene.account(joe)["displayName"] == "Joe Patch"
+
+
+# -- presentation: label, description, portal, logo ----------------------------------------------
+
+
+def test_editing_an_application_changes_only_the_given_fields(idp_engine: Engine) -> None:
+    sessions = make_sessionmaker(idp_engine)
+    label, other = _unique("Edit"), _unique("Other")
+    with write_session(sessions) as session:
+        app_id = applications.add_app(session, "druva", label).id
+        other_id = applications.add_app(session, "scim", other).id
+    try:
+        renamed = _unique("Renamed")
+        with write_session(sessions) as session:
+            view = applications.app_view(
+                session,
+                applications.edit_app(
+                    session,
+                    label,
+                    label=f"  {renamed}  ",
+                    description="Backups",
+                    show_in_portal=False,
+                    logo_url="https://logo.example/druva.png",
+                ),
+            )
+        assert (view["id"], view["label"], view["kind"], view["region"]) == (
+            app_id,
+            renamed,
+            "druva",
+            "cloud",
+        )
+        assert (view["description"], view["show_in_portal"], view["logo_url"]) == (
+            "Backups",
+            False,
+            "https://logo.example/druva.png",
+        )
+
+        # Found by its new label only; each field changes alone; an empty description or logo
+        # restores the catalog's; changing the case of its own label is no clash.
+        with write_session(sessions) as session:
+            with pytest.raises(NotFoundError):
+                applications.find_app(session, label)
+            app = applications.edit_app(session, renamed.upper(), logo_url="")
+            assert (app.label, app.description, app.show_in_portal, app.logo_url) == (
+                renamed,
+                "Backups",
+                False,
+                applications.DRUVA.logo_url,
+            )
+            app = applications.edit_app(session, app_id, label=renamed.upper(), description="")
+            assert (app.label, app.description) == (renamed.upper(), applications.DRUVA.description)
+
+        # Nothing given: nothing changes.
+        with write_session(sessions) as session:
+            app = applications.find_app(session, app_id)
+            before = applications.app_view(session, app)
+            assert applications.app_view(session, applications.edit_app(session, app_id)) == before
+
+        # Refused with add_app's errors, and nothing is changed.
+        refused: list[tuple[dict[str, Any], type[Exception], str]] = [
+            ({"label": other.lower()}, ConflictError, "already exists"),
+            ({"label": "   "}, InvalidInputError, "1 to 255 characters"),
+            ({"label": "x" * 256}, InvalidInputError, "1 to 255 characters"),
+            ({"description": "x" * 1001}, InvalidInputError, "longer than 1000"),
+            ({"logo_url": "x" * 1001}, InvalidInputError, "longer than 1000"),
+        ]
+        for fields, error, message in refused:
+            with write_session(sessions) as session, pytest.raises(error, match=message):
+                applications.edit_app(session, app_id, show_in_portal=True, **fields)
+        with write_session(sessions) as session, pytest.raises(NotFoundError, match="No appl"):
+            applications.edit_app(session, _unique("nowhere"), label=_unique("x"))
+        with read_session(sessions) as session:
+            app = applications.find_app(session, app_id)
+            assert applications.app_view(session, app) == before
+    finally:
+        with write_session(sessions) as session:
+            applications.delete_app(session, app_id)
+            applications.delete_app(session, other_id)
+
+
+def test_relabelling_an_active_application_leaves_provisioning_untouched(scene: Scene) -> None:
+    engineers = scene.group("Engineers")
+    kim, lou = scene.users("relabel", 2, engineers)
+    scene.bind(engineers)
+    assert scene.drain() == 2
+    accounts = {name: scene.assert_active(name) for name in (kim, lou)}
+    before = scene.app()
+    links = {name: scene.link(name) for name in (kim, lou)}
+
+    scene.recorder.reset_counts()
+    renamed = _unique("Druva-renamed")
+    with write_session(scene.sessions) as session:
+        applications.edit_app(
+            session,
+            scene.label,
+            label=renamed,
+            description="Backups",
+            show_in_portal=False,
+            logo_url="https://logo.example/druva.png",
+        )
+    scene.label = renamed
+
+    # Nothing is queued or sent, and the connector and every link are exactly as they were.
+    assert scene.pending() == {"due": 0, "held": 0}
+    assert scene.drain() == 0
+    assert scene.recorder.seen == []
+    after = scene.app()
+    assert (after.label, after.show_in_portal) == (renamed, False)
+    provisioning = [
+        "base_url",
+        "token_encrypted",
+        "token_hint",
+        "token_expires_at",
+        "idm_state",
+        "idm_detail",
+        "update_method",
+        "deprovision",
+        "attribute_map",
+        "mass_deactivation_threshold",
+        "max_concurrency",
+        "rate_per_second",
+        "quarantined_until",
+    ]
+    assert [getattr(after, c) for c in provisioning] == [getattr(before, c) for c in provisioning]
+    columns = [c.key for c in Link.__table__.columns]
+    for name, link in links.items():
+        now = scene.link(name)
+        assert now is not None
+        assert link is not None
+        assert [getattr(now, c) for c in columns] == [getattr(link, c) for c in columns]
+
+    # Provisioning goes on under the new label, into the same accounts.
+    with write_session(scene.sessions) as session:
+        directory.set_user(session, kim, {"displayname": "Kim Renamed"}, "test")
+    assert scene.drain() == 1
+    assert [s.method for s in scene.recorder.seen] == ["PATCH"]
+    assert scene.account(kim)["displayName"] == "Kim Renamed"
+    for name, account in accounts.items():
+        assert scene.assert_active(name)["id"] == account["id"]

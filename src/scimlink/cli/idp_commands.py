@@ -410,6 +410,9 @@ def _app_text(data: dict[str, Any]) -> str:
     idm_data = data["idm"]
     lines = [
         f"{data['label']} ({data['kind']}{', ' + data['region'] if data['region'] else ''}, id {data['id']})",
+        f"  {data['description'] or '(no description)'}",
+        f"  User portal: {'shown' if data['show_in_portal'] else 'hidden'}  "
+        f"logo {data['logo_url'] or '(none)'}",
         f"  Identity Management: {idm_data['state']}  {idm_data['base_url'] or '(no base URL)'}  "
         f"token {idm_data['token'] or '(none)'}",
     ]
@@ -468,6 +471,44 @@ def app_add(
             logo_url=logo_url,
         )
         data = _view(session, app)
+    emit(as_json, data, _app_text(data))
+
+
+@app_app.command("set")
+def app_set(
+    app: AppArgument,
+    label: Annotated[str | None, typer.Option("--label", help="Display label.")] = None,
+    description: Annotated[
+        str | None, typer.Option("--description", help="Empty: the catalog's.")
+    ] = None,
+    show_in_portal: Annotated[
+        bool | None,
+        typer.Option("--show-in-portal/--hide-in-portal", help="Show it in the user portal."),
+    ] = None,
+    logo_url: Annotated[
+        str | None, typer.Option("--logo-url", help="Empty: the catalog's.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change the label, description, portal visibility or logo (provisioning is unaffected)."""
+    if label is None and description is None and show_in_portal is None and logo_url is None:
+        raise fail(
+            "nothing to change: give --label, --description, --show-in-portal, "
+            "--hide-in-portal or --logo-url",
+            2,
+        )
+    with directory_unit() as session:
+        data = _view(
+            session,
+            applications.edit_app(
+                session,
+                app,
+                label=label,
+                description=description,
+                show_in_portal=show_in_portal,
+                logo_url=logo_url,
+            ),
+        )
     emit(as_json, data, _app_text(data))
 
 

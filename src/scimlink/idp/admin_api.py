@@ -281,6 +281,19 @@ class AppBody(_Body):
     logo_url: str | None = Field(default=None, max_length=1000)
 
 
+class AppEditBody(_Body):
+    """Only the fields given change; ``null`` or absent leaves a field as it is."""
+
+    label: str | None = Field(default=None, description="A new display label, unique.")
+    description: str | None = Field(
+        default=None, max_length=1000, description="An empty string restores the catalog's."
+    )
+    show_in_portal: bool | None = None
+    logo_url: str | None = Field(
+        default=None, max_length=1000, description="An empty string restores the catalog's."
+    )
+
+
 class RuleBody(_Body):
     source: str = Field(description="A directory property, or attributes.NAME.")
     target: str = Field(description="A SCIM attribute path.")
@@ -609,6 +622,28 @@ def _app_routes(api: FastAPI) -> None:
     )
     async def get_app(request: Request, ref: str) -> Any:
         return await _run(request, lambda s: _app(s, applications.find_app(s, ref)))
+
+    @api.patch(
+        "/apps/{ref}",
+        tags=["applications"],
+        summary="Change the label, description, portal visibility or logo (not provisioning)",
+    )
+    async def edit_app(request: Request, ref: str, body: AppEditBody) -> Any:
+        return await _run(
+            request,
+            lambda s: _app(
+                s,
+                applications.edit_app(
+                    s,
+                    ref,
+                    label=body.label,
+                    description=body.description,
+                    show_in_portal=body.show_in_portal,
+                    logo_url=body.logo_url,
+                ),
+            ),
+            write=True,
+        )
 
     @api.delete("/apps/{ref}", tags=["applications"], summary="Delete (nothing more is sent to it)")
     async def delete_app(request: Request, ref: str) -> Any:

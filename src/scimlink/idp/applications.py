@@ -104,6 +104,28 @@ def find_app(session: Session, ref: str) -> Application:
     return app
 
 
+def _check_label(session: Session, label: str, *, exclude: str | None = None) -> str:
+    """The stripped label, if no other application (``exclude`` is the one being edited) has it
+    case-insensitively: labels name applications on the command line and in the API."""
+    label = label.strip()
+    if not label or len(label) > 255:
+        raise InvalidInputError("An application needs a display label of 1 to 255 characters.")
+    clash = select(Application.id).where(Application.label_key == fold(label))
+    if exclude is not None:
+        clash = clash.where(Application.id != exclude)
+    if session.execute(clash).first():
+        raise ConflictError(f"An application labelled {label!r} already exists.")
+    return label
+
+
+def _or_catalog(value: str | None, default: str | None, name: str) -> str | None:
+    """An empty description or logo URL means the catalog entry's. Refused here above the
+    column's 1000 characters, which PostgreSQL would refuse less readably (and SQLite not)."""
+    if value and len(value) > 1000:
+        raise InvalidInputError(f"The {name} is longer than 1000 characters.")
+    return value or default
+
+
 def add_app(
     session: Session,
     kind: str,
@@ -118,11 +140,7 @@ def add_app(
     entry = CATALOG.get(kind)
     if entry is None:
         raise InvalidInputError(f"Unknown catalog entry {kind!r}: use {', '.join(CATALOG)}.")
-    label = label.strip()
-    if not label or len(label) > 255:
-        raise InvalidInputError("An application needs a display label of 1 to 255 characters.")
-    if session.execute(select(Application.id).where(Application.label_key == fold(label))).first():
-        raise ConflictError(f"An application labelled {label!r} already exists.")
+    label = _check_label(session, label)
     if kind == "druva":
         region = region or "cloud"
         if region not in DRUVA_URLS:
@@ -135,9 +153,9 @@ def add_app(
         label=label,
         label_key=fold(label),
         kind=kind,
-        description=description or entry.description,
+        description=_or_catalog(description, entry.description, "description"),
         show_in_portal=show_in_portal,
-        logo_url=logo_url or entry.logo_url,
+        logo_url=_or_catalog(logo_url, entry.logo_url, "logo URL"),
         region=region,
         base_url=check_base_url(base_url) if base_url else None,
         attribute_map=[{"source": s, "target": t} for s, t in entry.mapping],
@@ -146,6 +164,39 @@ def add_app(
         created=utcnow(),
     )
     session.add(app)
+    session.flush()
+    return app
+
+
+def edit_app(
+    session: Session,
+    ref: str,
+    *,
+    label: str | None = None,
+    description: str | None = None,
+    show_in_portal: bool | None = None,
+    logo_url: str | None = None,
+) -> Application:
+    """Change how the application is presented; ``None`` leaves a field as it is.
+
+    Everything is checked before anything is set, so a refused edit changes nothing. Nothing is
+    queued or sent: provisioning state (IdM, links, pending work) is keyed by the application's
+    id, never by its label, so renaming an active application is safe.
+    """
+    app = find_app(session, ref)
+    entry = CATALOG[app.kind]
+    changes: dict[str, Any] = {}
+    if label is not None:
+        changes["label"] = _check_label(session, label, exclude=app.id)
+        changes["label_key"] = fold(changes["label"])
+    if description is not None:
+        changes["description"] = _or_catalog(description, entry.description, "description")
+    if show_in_portal is not None:
+        changes["show_in_portal"] = show_in_portal
+    if logo_url is not None:
+        changes["logo_url"] = _or_catalog(logo_url, entry.logo_url, "logo URL")
+    for column, value in changes.items():
+        setattr(app, column, value)
     session.flush()
     return app
 
