@@ -17,15 +17,13 @@ from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Insert
 from sqlalchemy import and_
+from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from scimlink.idp.models import Application
@@ -35,6 +33,7 @@ from scimlink.idp.models import Link
 from scimlink.idp.models import Membership
 from scimlink.idp.models import OutboxRow
 from scimlink.storage.base import utcnow
+from scimlink.storage.upsert import upsert
 
 _CHUNK = 500
 
@@ -78,25 +77,22 @@ def _active_links(session: Session, app_id: str, user_ids: list[str]) -> set[str
 
 
 def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
-    statement: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(OutboxRow)
-    upsert: Insert = statement.on_conflict_do_update(
-        index_elements=["app_id", "user_id"],
-        set_={
+    upsert(
+        session,
+        OutboxRow,
+        rows,
+        keys=["app_id", "user_id"],
+        set_=lambda excluded: {
             "generation": OutboxRow.generation + 1,
-            "cause": statement.excluded.cause,
-            "due_at": statement.excluded.due_at,
+            "cause": excluded.cause,
+            "due_at": excluded.due_at,
             "attempts": 0,
             # An approved (released) row stays released until it is processed; a new cause
             # never holds a row again that an administrator already let through.
-            "held": OutboxRow.held & statement.excluded.held,
+            "held": OutboxRow.held & excluded.held,
             "last_error": None,
         },
     )
-    for start in range(0, len(rows), _CHUNK):
-        session.execute(upsert, rows[start : start + _CHUNK])
 
 
 def enqueue(session: Session, app_id: str, user_ids: Iterable[str], cause: str) -> int:
@@ -236,22 +232,37 @@ def mark_pending(session: Session, claimed: list[Claimed]) -> None:
 
 
 def complete(session: Session, claimed: Claimed) -> None:
-    """Done with this generation; a newer cause keeps the row for another pass."""
-    gone = session.execute(
+    complete_many(session, [claimed])
+
+
+def complete_many(session: Session, claimed: list[Claimed]) -> None:
+    """Done with these generations; a row whose generation grew since (a newer cause) is
+    released for another pass instead of deleted."""
+    if not claimed:
+        return
+    # Core executemany on the connection: one statement for the whole batch.
+    session.connection().execute(
         delete(OutboxRow).where(
-            OutboxRow.pk == claimed.pk, OutboxRow.generation == claimed.generation
-        )
+            OutboxRow.pk == bindparam("done_pk"),
+            OutboxRow.generation == bindparam("done_gen"),
+        ),
+        [{"done_pk": item.pk, "done_gen": item.generation} for item in claimed],
     )
-    if getattr(gone, "rowcount", 1) == 0:
-        release(session, claimed)
+    release_many(session, claimed)
 
 
 def release(session: Session, claimed: Claimed) -> None:
-    session.execute(
-        update(OutboxRow)
-        .where(OutboxRow.pk == claimed.pk)
-        .values(claimed_until=None, claimed_by=None)
-    )
+    release_many(session, [claimed])
+
+
+def release_many(session: Session, claimed: list[Claimed]) -> None:
+    pks = [item.pk for item in claimed]
+    for start in range(0, len(pks), _CHUNK):
+        session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.pk.in_(pks[start : start + _CHUNK]))
+            .values(claimed_until=None, claimed_by=None)
+        )
 
 
 def retry(session: Session, claimed: Claimed, due_at: datetime, error: str) -> None:

@@ -141,11 +141,19 @@ class ScimTarget:
         )
 
     def find_by_user_name(self, user_name: str) -> Exchange:
-        escaped = user_name.replace("\\", "\\\\").replace('"', '\\"')
-        params = {"filter": f'userName eq "{escaped}"', "count": 2}
+        return self.find_many([user_name])
+
+    def find_many(self, user_names: list[str]) -> Exchange:
+        """Look several users up in one call: ``userName eq "a" or userName eq "b"``.
+
+        ``or`` is part of every filter grammar (RFC 7644 §3.4.2.2), and ``userName``
+        comparisons ignore case (RFC 7643 §4.1.1), so callers match answers case-insensitively.
+        """
+        clause = " or ".join(f'userName eq "{_quoted(name)}"' for name in user_names)
+        params = {"filter": clause, "count": max(2, len(user_names))}
         return self._call(
             "GET",
-            f'/Users?filter=userName eq "{escaped}"',
+            f"/Users?filter={clause}",
             None,
             lambda: self.scim.query("User", query_parameters=params, **_OPTIONS),
         )
@@ -195,6 +203,11 @@ class ScimTarget:
                 "User", remote_id, raise_scim_errors=False, expected_status_codes=None
             ),
         )
+
+
+def _quoted(value: str) -> str:
+    """A JSON string's escapes, as SCIM filter literals use them (RFC 7644 §3.4.2.2)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _describe(exc: BaseException) -> str:

@@ -22,14 +22,19 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
 import httpx2
+from sqlalchemy import insert
+from sqlalchemy import or_
 from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
@@ -48,8 +53,12 @@ from scimlink.idp.secrets import SecretBox
 from scimlink.storage.base import utcnow
 from scimlink.storage.db import read_session
 from scimlink.storage.db import write_session
+from scimlink.storage.upsert import upsert
 
 log = logging.getLogger("scimlink.idp.engine")
+_IN_CHUNK = 500
+#: Keeps a batched lookup's URL well under the 8 KiB many servers accept.
+_FILTER_CHARS = 1500
 TransportFactory = Callable[[Application], httpx2.BaseTransport | None]
 
 
@@ -64,6 +73,8 @@ class EngineConfig:
     ratio: float = 0.8
     quarantine: timedelta = timedelta(minutes=5)
     verify_tls: bool = True
+    #: Users looked up together in one ``userName eq … or …`` filter.
+    lookup_batch: int = 20
 
 
 @dataclass(slots=True)
@@ -73,6 +84,16 @@ class Step:
     name: str
     exchange: Exchange | None
     decision: str
+    #: The call's own correlation id, when it was made for several pairs at once.
+    correlation: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """One user's part of a lookup made for several users in one call."""
+
+    step: Step
+    remote_id: str | None
 
 
 @dataclass(slots=True)
@@ -130,17 +151,41 @@ class PairState:
     link: Link | None
 
 
-def load_pair(session: Session, app_id: str, user_id: str) -> PairState:
+def load_pairs(session: Session, app_id: str, user_ids: list[str]) -> dict[str, PairState]:
+    """The state of many pairs of one application in a few set-based queries (keyed by user)."""
     app = session.get(Application, app_id)
     assert app is not None
-    row = session.get(DirectoryUser, user_id)
-    user = user_view(row) if row is not None else None
-    bound = bool(outbox.in_scope(session, app_id, [user_id])) if row is not None else False
-    link = session.get(Link, (app_id, user_id))
-    want = desired(user, bound, list(app.attribute_map))
-    username = row.username if row is not None else (link.username if link else user_id)
+    rows: dict[str, DirectoryUser] = {}
+    links: dict[str, Link] = {}
+    for start in range(0, len(user_ids), _IN_CHUNK):
+        chunk = user_ids[start : start + _IN_CHUNK]
+        rows.update(
+            (row.id, row)
+            for row in session.execute(
+                select(DirectoryUser).where(DirectoryUser.id.in_(chunk))
+            ).scalars()
+        )
+        links.update(
+            (link.user_id, link)
+            for link in session.execute(
+                select(Link).where(Link.app_id == app_id, Link.user_id.in_(chunk))
+            ).scalars()
+        )
+    bound = outbox.in_scope(session, app_id, list(rows))
+    mapping = list(app.attribute_map)
+    pairs: dict[str, PairState] = {}
+    for user_id in user_ids:
+        row, link = rows.get(user_id), links.get(user_id)
+        user = user_view(row) if row is not None else None
+        want = desired(user, user_id in bound, mapping)
+        username = row.username if row is not None else (link.username if link else user_id)
+        pairs[user_id] = PairState(app, user, username, want, link)
     session.expunge_all()
-    return PairState(app, user, username, want, link)
+    return pairs
+
+
+def load_pair(session: Session, app_id: str, user_id: str) -> PairState:
+    return load_pairs(session, app_id, [user_id])[user_id]
 
 
 def unchanged(pair: PairState) -> bool:
@@ -167,8 +212,11 @@ def _values(resource: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in resource.items() if k != "schemas"}
 
 
-def converge(target: ScimTarget, pair: PairState) -> Outcome:
+def converge(target: ScimTarget, pair: PairState, lookup: Lookup | None = None) -> Outcome:
     """The SCIM calls that bring the application to the desired state for one pair.
+
+    ``lookup`` is this user's answer from a lookup already made for a batch (it stands in for
+    the first lookup by ``userName``).
 
     Raises :class:`Transient`, :class:`Unauthorized` or :class:`Permanent` on failure, with the
     steps made so far on the exception's ``outcome``.
@@ -177,7 +225,7 @@ def converge(target: ScimTarget, pair: PairState) -> Outcome:
     try:
         if not pair.desired.in_scope:
             assert pair.link is not None
-            remote_id = pair.link.remote_id or _find(target, pair.username, out)
+            remote_id = pair.link.remote_id or _first_find(target, pair, out, lookup)
             if remote_id is None:
                 out.state, out.digest = "inactive", pair.desired.digest
                 return out
@@ -185,7 +233,7 @@ def converge(target: ScimTarget, pair: PairState) -> Outcome:
             return out
         remote_id = pair.link.remote_id if pair.link else None
         if remote_id is None:
-            remote_id = _find(target, pair.username, out)
+            remote_id = _first_find(target, pair, out, lookup)
         if remote_id is None and _create(target, pair, out):
             return out
         if remote_id is None:
@@ -198,6 +246,24 @@ def converge(target: ScimTarget, pair: PairState) -> Outcome:
     except Failure as failure:
         failure.outcome = out
         raise
+
+
+def _first_find(
+    target: ScimTarget, pair: PairState, out: Outcome, lookup: Lookup | None
+) -> str | None:
+    if lookup is None:
+        return _find(target, pair.username, out)
+    if lookup.step.name != "lookup":
+        # The batched lookup got no usable answer: it fails this pair as a call would.
+        assert lookup.step.exchange is not None
+        classify(lookup.step.exchange, ok=())
+    out.steps.append(lookup.step)
+    return lookup.remote_id
+
+
+def needs_lookup(pair: PairState) -> bool:
+    """Whether :func:`converge` starts by looking the user up (no remote id is known)."""
+    return pair.link is None or pair.link.remote_id is None
 
 
 def _find(target: ScimTarget, username: str, out: Outcome) -> str | None:
@@ -311,6 +377,8 @@ class Engine:
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._slots_lock = threading.Lock()
         self._targets = threading.local()
+        #: Applications that refused a batched lookup: they are asked one user at a time.
+        self._single_lookups: set[str] = set()
 
     def target(self, app: Application) -> ScimTarget:
         base_url, token = app.base_url or "", ""
@@ -373,8 +441,7 @@ class Engine:
                 app_id=app_id,
             )
             outbox.mark_pending(session, claimed)
-        for item in claimed:
-            self.process(item)
+        self.process_batch(claimed)
         return len(claimed)
 
     def drain(
@@ -412,135 +479,268 @@ class Engine:
             thread.join()
 
     def process(self, claimed: outbox.Claimed, *, correlation_id: str | None = None) -> Outcome:
-        correlation = correlation_id or uuid.uuid4().hex
+        """Process one claimed pair now (``idp provision``)."""
+        return self.process_batch([claimed], correlation_id=correlation_id)[0]
+
+    def process_batch(
+        self, claimed: list[outbox.Claimed], *, correlation_id: str | None = None
+    ) -> list[Outcome]:
+        """Process claimed pairs application by application; outcomes in claim order.
+
+        Each application's pairs are read in a few set-based queries, the users that need a
+        lookup are looked up together, and the outcomes are written in one transaction.
+        """
+        by_app: dict[str, list[outbox.Claimed]] = {}
+        for item in claimed:
+            by_app.setdefault(item.app_id, []).append(item)
+        outcomes: dict[int, Outcome] = {}
+        for app_id, items in by_app.items():
+            with read_session(self.sessions) as session:
+                pairs = load_pairs(session, app_id, [item.user_id for item in items])
+            outcomes.update(self._process_app(items, pairs, correlation_id))
+        return [outcomes[item.pk] for item in claimed]
+
+    def _open(self, app: Application) -> bool:
+        return app.idm_state == "active" and (
+            app.quarantined_until is None or app.quarantined_until <= self.clock()
+        )
+
+    def _still_open(self, app_id: str) -> bool:
         with read_session(self.sessions) as session:
-            pair = load_pair(session, claimed.app_id, claimed.user_id)
-        if unchanged(pair):
-            with write_session(self.sessions) as session:
-                outbox.complete(session, claimed)
-            return Outcome()
-        app = pair.app
-        if app.idm_state != "active" or (
-            app.quarantined_until is not None and app.quarantined_until > self.clock()
-        ):
+            app = session.get(Application, app_id)
+            return app is not None and self._open(app)
+
+    def _process_app(
+        self,
+        items: list[outbox.Claimed],
+        pairs: dict[str, PairState],
+        correlation_id: str | None,
+    ) -> dict[int, Outcome]:
+        writes = _Writes()
+        outcomes = {item.pk: Outcome() for item in items}
+        todo: list[tuple[outbox.Claimed, PairState]] = []
+        for item in items:
+            pair = pairs[item.user_id]
+            if unchanged(pair):
+                writes.completed.append(item)
+            else:
+                todo.append((item, pair))
+        if todo and not self._open(todo[0][1].app):
             # Paused (401), deactivated or quarantined since this batch was claimed: the rest
-            # of the batch waits, unsent, as claim would have left it (no retry storm).
-            with write_session(self.sessions) as session:
-                outbox.release(session, claimed)
-            return Outcome()
-        if pair.link is None:
-            # Write ahead (``run_once`` does it for a whole batch when it claims): a create
-            # whose answer is lost, or whose worker dies, leaves this ``pending`` link, so a
-            # later pass looks the user up even if it left scope.
-            with write_session(self.sessions) as session:
-                self._store_link(session, claimed, pair, state="pending", remote_id=None)
-        slot = self._slot(pair.app)
-        with slot:
+            # waits, unsent, as claim would have left it (no retry storm).
+            writes.released.extend(item for item, _ in todo)
+            todo = []
+        self._write_ahead([(item, pair) for item, pair in todo if pair.link is None])
+        lookups = self._lookup_many([(i.user_id, p) for i, p in todo if needs_lookup(p)])
+        stopped = False
+        for item, pair in todo:
+            if stopped:
+                writes.released.append(item)
+                continue
+            correlation = correlation_id or uuid.uuid4().hex
+            try:
+                outcomes[item.pk] = self._converge(pair, lookups.get(item.user_id), correlation)
+            except Transient as failure:
+                outcomes[item.pk] = failure.outcome
+                self._transient(writes, item, pair, failure, correlation)
+                writes = _Writes()
+                stopped = not self._still_open(pair.app.id)
+            except Unauthorized as failure:
+                outcomes[item.pk] = failure.outcome
+                self._pause(writes, item, pair, failure, correlation)
+                writes = _Writes()
+                stopped = True
+            except Permanent as failure:
+                outcomes[item.pk] = failure.outcome
+                self._failed(writes, item, pair, failure, correlation)
+            else:
+                self._done(writes, item, pair, outcomes[item.pk], correlation)
+        self._commit(writes)
+        return outcomes
+
+    def _write_ahead(self, new: list[tuple[outbox.Claimed, PairState]]) -> None:
+        """A pending link before the first create (``run_once`` writes them when it claims;
+        this covers a user who came into scope since): a create whose answer is lost, or
+        whose worker dies, leaves it, so a later pass looks the user up even if it left scope.
+        """
+        if not new:
+            return
+        writes = _Writes()
+        for item, pair in new:
+            self._link(writes, item, pair, remote_id=None, state="pending", accepted_hash=None)
+        self._commit(writes)
+
+    def _converge(self, pair: PairState, lookup: Lookup | None, correlation: str) -> Outcome:
+        with self._slot(pair.app):
             self._limits.wait(pair.app.id, pair.app.rate_per_second)
             target = self._cached_target(pair.app)
             target.correlation_id = correlation
-            try:
-                outcome = converge(target, pair)
-            except Transient as failure:
-                self._transient(claimed, pair, failure, correlation)
-                return failure.outcome
-            except Unauthorized as failure:
-                self._pause(claimed, pair, failure, correlation)
-                return failure.outcome
-            except Permanent as failure:
-                self._failed(claimed, pair, failure, correlation)
-                return failure.outcome
-        self._done(claimed, pair, outcome, correlation)
-        return outcome
+            return converge(target, pair, lookup)
+
+    def _lookup_many(self, wanted: list[tuple[str, PairState]]) -> dict[str, Lookup]:
+        """Look up the users of a batch a few at a time (``userName eq … or …``).
+
+        Only an answer that is certainly complete counts as "not there"; anything else (an
+        error, a filter the target refuses, a capped page) leaves those users to the
+        one-by-one lookup, which handles failures as any call does.
+        """
+        if len(wanted) < 2:
+            return {}
+        app = wanted[0][1].app
+        if app.id in self._single_lookups:
+            return {}
+        found: dict[str, Lookup] = {}
+        for chunk in _lookup_chunks(wanted, self.config.lookup_batch):
+            correlation = uuid.uuid4().hex
+            with self._slot(app):
+                self._limits.wait(app.id, app.rate_per_second)
+                target = self._cached_target(app)
+                target.correlation_id = correlation
+                exchange = target.find_many([pair.username for _, pair in chunk])
+            status = exchange.status
+            if status is None or status in (401, 429) or status >= 500:
+                # Down, throttled or refusing the token: every user of the batch fails as
+                # its own lookup would have, without asking the target again.
+                failed = Step("unanswered", exchange, exchange.detail, correlation)
+                found.update((user_id, Lookup(failed, None)) for user_id, _ in wanted)
+                return found
+            if status != 200 or not isinstance(exchange.response, dict):
+                if status in (400, 501):
+                    self._single_lookups.add(app.id)
+                log.info("batched lookup in %s refused (%s)", app.label, exchange.detail)
+                return found
+            found.update(_answers(exchange, chunk, correlation))
+        return found
+
+    def _commit(self, writes: _Writes, then: Callable[[Session], None] | None = None) -> None:
+        """Write a batch's outcomes in one transaction (bulk statements, no ORM objects)."""
+        if not writes and then is None:
+            return
+        with write_session(self.sessions) as session:
+            if writes.logs:
+                session.execute(insert(LogEntry), writes.logs)
+            upsert(session, Link, writes.links, keys=["app_id", "user_id"])
+            outbox.complete_many(session, writes.completed)
+            for item, due, error in writes.retries:
+                outbox.retry(session, item, due, error)
+            outbox.release_many(session, writes.released)
+            for app_id in writes.recovered:
+                session.execute(
+                    update(Application)
+                    .where(
+                        Application.id == app_id,
+                        or_(
+                            Application.quarantined_until.is_(None),
+                            Application.quarantined_until <= self.clock(),
+                        ),
+                    )
+                    .values(quarantined_until=None, quarantine_reason=None)
+                )
+            if then is not None:
+                then(session)
 
     # -- recording outcomes ---------------------------------------------------------------------
 
     def _log(
         self,
-        session: Session,
+        writes: _Writes,
+        claimed: outbox.Claimed,
         pair: PairState,
-        cause: str,
         steps: list[Step],
         correlation: str,
     ) -> None:
+        now = self.clock()
         for step in steps:
             exchange = step.exchange
-            session.add(
-                LogEntry(
-                    app_id=pair.app.id,
-                    user_id=pair.link.user_id if pair.link else (pair.user or {}).get("id", ""),
-                    username=pair.username,
-                    at=self.clock(),
-                    cause=cause[:255],
-                    step=step.name,
-                    method=exchange.method if exchange else None,
-                    url=exchange.url[:2000] if exchange else None,
-                    request=exchange.request if exchange else None,
-                    status=exchange.status if exchange else None,
-                    response=exchange.response if exchange else None,
-                    decision=step.decision[:2000],
-                    duration_ms=exchange.duration_ms if exchange else None,
-                    correlation_id=correlation,
-                )
+            writes.logs.append(
+                {
+                    "app_id": claimed.app_id,
+                    "user_id": claimed.user_id,
+                    "username": pair.username,
+                    "at": now,
+                    "cause": claimed.cause[:255],
+                    "step": step.name,
+                    "method": exchange.method if exchange else None,
+                    "url": exchange.url[:2000] if exchange else None,
+                    "request": exchange.request if exchange else None,
+                    "status": exchange.status if exchange else None,
+                    "response": exchange.response if exchange else None,
+                    "decision": step.decision[:2000],
+                    "duration_ms": exchange.duration_ms if exchange else None,
+                    "correlation_id": step.correlation or correlation,
+                }
             )
 
-    def _store_link(
-        self, session: Session, claimed: outbox.Claimed, pair: PairState, **values: Any
+    def _link(
+        self,
+        writes: _Writes,
+        claimed: outbox.Claimed,
+        pair: PairState,
+        *,
+        remote_id: str | None,
+        state: str,
+        accepted_hash: str | None,
+        detail: str | None = None,
     ) -> None:
-        link = session.get(Link, (claimed.app_id, claimed.user_id))
-        if link is None:
-            link = Link(app_id=claimed.app_id, user_id=claimed.user_id, username=pair.username)
-            session.add(link)
-        link.username = pair.username
-        for key, value in values.items():
-            setattr(link, key, value)
-        link.updated = self.clock()
+        writes.links.append(
+            {
+                "app_id": claimed.app_id,
+                "user_id": claimed.user_id,
+                "username": pair.username,
+                "remote_id": remote_id,
+                "state": state,
+                "accepted_hash": accepted_hash,
+                "detail": detail,
+                "updated": self.clock(),
+            }
+        )
 
     def _done(
-        self, claimed: outbox.Claimed, pair: PairState, outcome: Outcome, correlation: str
+        self,
+        writes: _Writes,
+        claimed: outbox.Claimed,
+        pair: PairState,
+        outcome: Outcome,
+        correlation: str,
     ) -> None:
-        with write_session(self.sessions) as session:
-            self._log(session, pair, claimed.cause, outcome.steps, correlation)
-            self._store_link(
-                session,
-                claimed,
-                pair,
-                remote_id=outcome.remote_id,
-                state=outcome.state or ("active" if pair.desired.in_scope else "inactive"),
-                accepted_hash=outcome.digest,
-                detail=outcome.steps[-1].decision if outcome.steps else None,
-            )
-            outbox.complete(session, claimed)
-            app = session.get(Application, claimed.app_id)
-            if (
-                app is not None
-                and app.quarantine_reason
-                and (app.quarantined_until is None or app.quarantined_until <= self.clock())
-            ):
-                app.quarantined_until, app.quarantine_reason = None, None
+        self._log(writes, claimed, pair, outcome.steps, correlation)
+        self._link(
+            writes,
+            claimed,
+            pair,
+            remote_id=outcome.remote_id,
+            state=outcome.state or ("active" if pair.desired.in_scope else "inactive"),
+            accepted_hash=outcome.digest,
+            detail=outcome.steps[-1].decision if outcome.steps else None,
+        )
+        writes.completed.append(claimed)
+        if pair.app.quarantine_reason:
+            writes.recovered.add(claimed.app_id)
 
     def _steps(self, failure: Failure, name: str, decision: str) -> list[Step]:
         return [*failure.outcome.steps, Step(name, failure.exchange, decision)]
 
     def _transient(
-        self, claimed: outbox.Claimed, pair: PairState, failure: Transient, correlation: str
+        self,
+        writes: _Writes,
+        claimed: outbox.Claimed,
+        pair: PairState,
+        failure: Transient,
+        correlation: str,
     ) -> None:
+        """Try again later; commits what the batch did so far, with this failure."""
         exchange = failure.exchange
         now = self.clock()
         due = backoff.next_attempt(
             claimed.attempts, now, header=exchange.headers.get("retry-after")
         )
         decision = f"{exchange.detail}; retrying at {due.isoformat(timespec='seconds')}"
-        with write_session(self.sessions) as session:
-            self._log(
-                session, pair, claimed.cause, self._steps(failure, "retry", decision), correlation
-            )
-            outbox.retry(session, claimed, due, exchange.detail)
-            self._maybe_quarantine(session, claimed.app_id, now)
+        self._log(writes, claimed, pair, self._steps(failure, "retry", decision), correlation)
+        writes.retries.append((claimed, due, exchange.detail))
+        self._commit(writes, lambda session: self._maybe_quarantine(session, claimed.app_id, now))
 
     def _maybe_quarantine(self, session: Session, app_id: str, now: datetime) -> None:
         config = self.config
-        session.flush()  # the sessions do not autoflush: count the failure just logged too
         statuses = list(
             session.execute(
                 select(LogEntry.status, LogEntry.step)
@@ -566,7 +766,12 @@ class Engine:
         log.warning("application %s quarantined: %s", app.label, app.quarantine_reason)
 
     def _pause(
-        self, claimed: outbox.Claimed, pair: PairState, failure: Unauthorized, correlation: str
+        self,
+        writes: _Writes,
+        claimed: outbox.Claimed,
+        pair: PairState,
+        failure: Unauthorized,
+        correlation: str,
     ) -> None:
         """The target refused the token: stop this application, keep the work, raise an alert."""
         exchange = failure.exchange
@@ -574,11 +779,10 @@ class Engine:
             f"the application refused the token ({exchange.status}: {exchange.detail}); "
             "Identity Management paused until the token is replaced"
         )
-        with write_session(self.sessions) as session:
-            self._log(
-                session, pair, claimed.cause, self._steps(failure, "paused", decision), correlation
-            )
-            outbox.release(session, claimed)
+        self._log(writes, claimed, pair, self._steps(failure, "paused", decision), correlation)
+        writes.released.append(claimed)
+
+        def pause(session: Session) -> None:
             app = session.get(Application, claimed.app_id)
             assert app is not None
             app.idm_state = "paused"
@@ -586,26 +790,87 @@ class Engine:
                 f"paused: the application answered {exchange.status} ({exchange.detail}). "
                 "Deactivate, configure a new token, and activate again."
             )
+
+        self._commit(writes, pause)
         log.warning("application %s paused: %s", pair.app.label, exchange.detail)
 
     def _failed(
-        self, claimed: outbox.Claimed, pair: PairState, failure: Permanent, correlation: str
+        self,
+        writes: _Writes,
+        claimed: outbox.Claimed,
+        pair: PairState,
+        failure: Permanent,
+        correlation: str,
     ) -> None:
         """A permanent refusal for this user: its link shows the application's own message."""
         exchange = failure.exchange
         decision = f"refused by the application ({exchange.status}): {exchange.detail}"
-        with write_session(self.sessions) as session:
-            self._log(
-                session, pair, claimed.cause, self._steps(failure, "failed", decision), correlation
-            )
-            outcome = failure.outcome
-            self._store_link(
-                session,
-                claimed,
-                pair,
-                remote_id=outcome.remote_id or (pair.link.remote_id if pair.link else None),
-                state="failed",
-                accepted_hash=None,
-                detail=exchange.detail,
-            )
-            outbox.complete(session, claimed)
+        self._log(writes, claimed, pair, self._steps(failure, "failed", decision), correlation)
+        outcome = failure.outcome
+        self._link(
+            writes,
+            claimed,
+            pair,
+            remote_id=outcome.remote_id or (pair.link.remote_id if pair.link else None),
+            state="failed",
+            accepted_hash=None,
+            detail=exchange.detail,
+        )
+        writes.completed.append(claimed)
+
+
+@dataclass(slots=True)
+class _Writes:
+    """What a batch will write when it commits."""
+
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    links: list[dict[str, Any]] = field(default_factory=list)
+    completed: list[outbox.Claimed] = field(default_factory=list)
+    released: list[outbox.Claimed] = field(default_factory=list)
+    retries: list[tuple[outbox.Claimed, datetime, str]] = field(default_factory=list)
+    #: Applications that answered again after a quarantine.
+    recovered: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.logs or self.links or self.completed or self.released or self.retries)
+
+
+def _lookup_chunks(
+    wanted: list[tuple[str, PairState]], size: int
+) -> Iterator[list[tuple[str, PairState]]]:
+    """Groups of at most ``size`` users whose filter stays short enough for any URL limit."""
+    chunk: list[tuple[str, PairState]] = []
+    length = 0
+    for entry in wanted:
+        cost = len(entry[1].username) + 24
+        if chunk and (len(chunk) >= size or length + cost > _FILTER_CHARS):
+            yield chunk
+            chunk, length = [], 0
+        chunk.append(entry)
+        length += cost
+    if chunk:
+        yield chunk
+
+
+def _answers(
+    exchange: Exchange, chunk: list[tuple[str, PairState]], correlation: str
+) -> dict[str, Lookup]:
+    """Each user's part of a batched lookup, matched by ``userName`` ignoring case."""
+    response = exchange.response or {}
+    resources = [r for r in response.get("Resources") or [] if isinstance(r, dict)]
+    total = response.get("totalResults")
+    complete = isinstance(total, int) and total <= len(resources)
+    by_name = {str(r.get("userName", "")).casefold(): r for r in resources}
+    answers: dict[str, Lookup] = {}
+    together = f"one lookup for {len(chunk)} users"
+    for user_id, pair in chunk:
+        match = by_name.get(pair.username.casefold())
+        if match is not None and isinstance(match.get("id"), str):
+            part = replace(exchange, response={**response, "Resources": [match]})
+            decision = f"found {pair.username!r}: adopting it ({together})"
+            answers[user_id] = Lookup(Step("lookup", part, decision, correlation), match["id"])
+        elif match is None and complete:
+            part = replace(exchange, response={**response, "Resources": []})
+            decision = f"{pair.username!r} is not in the application yet ({together})"
+            answers[user_id] = Lookup(Step("lookup", part, decision, correlation), None)
+    return answers
