@@ -3,11 +3,19 @@
 SQLite runs in WAL with ``synchronous=FULL`` so an acknowledged write survives ``kill -9``, with
 foreign keys on and a busy timeout. Write transactions start with ``BEGIN IMMEDIATE`` so two
 writers never deadlock on a lock upgrade; reads stay deferred and run beside the writer.
+
+SQLite has one writer at a time, and a writer that finds the database locked sleeps in its
+busy handler (1, 2, 5, 10 … ms) before it tries again: under concurrent writes those sleeps,
+not the writes, set the pace. Writers of one process therefore queue on a lock of their own
+first, and are woken the moment the previous unit of work commits. Other processes still meet
+the busy handler.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,6 +28,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
 WRITE = {"scimlink_write": True}
+_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 
 
 def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
@@ -52,6 +61,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+        _WRITERS[engine] = threading.RLock()
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
@@ -74,10 +84,19 @@ def read_session(factory: sessionmaker[Session]) -> Iterator[Session]:
 def write_session(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commits on success, rolls back on any error."""
     with factory() as session:
-        session.connection(execution_options=WRITE)
+        bind = session.get_bind()
+        writers = _WRITERS.get(bind) if isinstance(bind, Engine) else None
+        # Past the timeout, SQLite's own busy timeout decides (as for another process).
+        queued = writers.acquire(timeout=30) if writers is not None else False
         try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+            session.connection(execution_options=WRITE)
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+        finally:
+            if queued:
+                assert writers is not None
+                writers.release()
