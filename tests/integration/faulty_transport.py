@@ -103,9 +103,10 @@ class FaultyTransport(httpx2.BaseTransport):
         times: int | None = None,
         method: str | None = None,
         mentions: str | None = None,
+        body: dict[str, Any] | None = None,
     ) -> Rule:
-        """Answer ``status`` (with a SCIM error body) without reaching the server."""
-        body = {
+        """Answer ``status`` with ``body`` (by default a SCIM error) without reaching the server."""
+        body = body or {
             "schemas": [SCIM_ERROR],
             "status": str(status),
             "detail": detail or f"injected {status}",

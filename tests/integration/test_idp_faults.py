@@ -644,3 +644,74 @@ def test_e7_one_refused_user_of_100_is_dead_lettered_and_redriven(
     assert [s.method for s in faulty.seen] == ["GET", "POST"]
     world.assert_delivered(refused, "Thirty Seven")
     world.assert_all_delivered(names)
+
+
+# -- batched lookups -----------------------------------------------------------------------------
+
+BATCHED = "+or+userName+eq+"
+
+
+@pytest.mark.parametrize("status", [400, 403])
+def test_a_refused_batched_lookup_falls_back_to_one_lookup_per_user(
+    world: World, faulty: FaultyTransport, status: int
+) -> None:
+    """A target whose filter grammar lacks ``or`` (400) is asked one user at a time from then
+    on; any other refusal of the batch costs that batch its single lookups only."""
+    names = world.add_users("fb", 3)
+    faulty.answer(status, method="GET", mentions=BATCHED)
+    world.bind()
+    assert world.drain() == 3
+    gets = [s for s in faulty.seen if s.method == "GET"]
+    assert [(BATCHED in s.url, s.status) for s in gets] == [(True, status)] + [(False, 200)] * 3
+    assert faulty.count("POST") == 3
+    world.assert_all_delivered(names)
+    for name in names:
+        [lookup, create] = reversed(world.log(name))
+        assert (lookup["step"], lookup["decision"]) == (
+            "lookup",
+            f"{name!r} is not in the application yet",
+        )
+        assert create["step"] == "create"
+
+    faulty.reset_counts()
+    more = world.add_users("fb2", 2)  # joining the bound group enqueues them
+    assert world.drain() == 2
+    batched = [s for s in faulty.seen if s.method == "GET" and BATCHED in s.url]
+    # 400: never batched again in this engine; 403: tried again (and refused again).
+    assert len(batched) == (0 if status == 400 else 1)
+    world.assert_all_delivered(names + more)
+
+
+def test_a_capped_batched_answer_counts_only_what_it_shows(
+    world: World, faulty: FaultyTransport
+) -> None:
+    """A target that answers a page smaller than ``totalResults`` proves nothing about the
+    users it left out: they are looked up one by one. What it did show is adopted, matched by
+    ``userName`` ignoring case (RFC 7643 §4.1.1)."""
+    shown, left_out, also_left_out = world.add_users("cap", 3)
+    existing = world.scim.post("/Users", json=_scim_user(shown.upper(), "Held Already"))
+    assert existing.status_code == 201, existing.text
+    capped = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": 3,
+        "itemsPerPage": 1,
+        "startIndex": 1,
+        "Resources": [existing.json()],
+    }
+    faulty.answer(200, method="GET", mentions=BATCHED, body=capped, times=1)
+    world.bind()
+    assert world.drain() == 3
+
+    assert world.assert_delivered(shown, "User 1")["id"] == existing.json()["id"]
+    world.assert_all_delivered([shown, left_out, also_left_out])
+    singles = [s.url for s in faulty.seen if s.method == "GET" and BATCHED not in s.url]
+    assert sorted(singles) == sorted(
+        f'{world.base_url}/Users?filter=userName+eq+"{name}"&count=2'
+        for name in (left_out, also_left_out)
+    )
+    assert sorted(s.method for s in faulty.seen if s.method != "GET") == ["PATCH", "POST", "POST"]
+    lookup = world.log(shown)[-1]
+    assert lookup["decision"] == f"found {shown!r}: adopting it (one lookup for 3 users)"
+    assert [r["id"] for r in lookup["response"]["body"]["Resources"]] == [existing.json()["id"]]
+    # Each user's part of the shared answer, under the shared call's own correlation id.
+    assert world.log(left_out)[-1]["correlation_id"] != lookup["correlation_id"]

@@ -184,10 +184,6 @@ def load_pairs(session: Session, app_id: str, user_ids: list[str]) -> dict[str, 
     return pairs
 
 
-def load_pair(session: Session, app_id: str, user_id: str) -> PairState:
-    return load_pairs(session, app_id, [user_id])[user_id]
-
-
 def unchanged(pair: PairState) -> bool:
     """Nothing to send: the application accepted exactly this, or never had an absent user.
 

@@ -30,7 +30,7 @@ from scimlink.idp.models import OutboxRow
 from scimlink.idp.provisioning.desired import ENTERPRISE
 from scimlink.idp.provisioning.engine import Engine
 from scimlink.idp.provisioning.engine import Outcome
-from scimlink.idp.provisioning.engine import load_pair
+from scimlink.idp.provisioning.engine import load_pairs
 from scimlink.idp.provisioning.engine import unchanged
 from scimlink.storage.base import utcnow
 from scimlink.storage.db import read_session
@@ -81,8 +81,8 @@ def plan(engine: Engine, app_ref: str) -> Plan:
         batches = list(_user_ids(session, app_id))
     for batch in batches:
         with read_session(engine.sessions) as session:
-            for user_id in batch:
-                pair = load_pair(session, app_id, user_id)
+            pairs = load_pairs(session, app_id, batch)
+            for pair in pairs.values():
                 link = pair.link
                 if link is not None and link.state == "failed":
                     result.retry_failed.append(pair.username)
@@ -193,6 +193,9 @@ def reconcile(engine: Engine, app_ref: str, *, page: int = 200) -> Drift:
         app = applications.find_app(session, app_ref)
         session.expunge(app)
     drift = Drift()
+    targets = [rule["target"] for rule in app.attribute_map]
+    kept = list(dict.fromkeys([*targets, "active"]))
+    # Only the mapped attributes of each remote user are kept while the directory is compared.
     remote: dict[str, dict[str, Any]] = {}
     with engine.target(app) as target:
         start = 1
@@ -202,20 +205,19 @@ def reconcile(engine: Engine, app_ref: str, *, page: int = 200) -> Drift:
                 raise ConflictError(f"Reading {app.label!r} failed: {exchange.detail}")
             resources = exchange.response.get("Resources") or []
             for resource in resources:
-                remote[str(resource.get("id"))] = resource
+                remote[str(resource.get("id"))] = _project(resource, kept)
             drift.read += len(resources)
             total = int(exchange.response.get("totalResults") or 0)
             start += len(resources)
             if not resources or start > total:
                 break
-    targets = [rule["target"] for rule in app.attribute_map]
     stale: list[str] = []
     with read_session(engine.sessions) as session:
         batches = list(_user_ids(session, app.id))
     for batch in batches:
         with read_session(engine.sessions) as session:
-            for user_id in batch:
-                pair = load_pair(session, app.id, user_id)
+            pairs = load_pairs(session, app.id, batch)
+            for user_id, pair in pairs.items():
                 link = pair.link
                 if link is None or link.remote_id is None:
                     if pair.desired.in_scope:
@@ -231,7 +233,7 @@ def reconcile(engine: Engine, app_ref: str, *, page: int = 200) -> Drift:
                 # A user deleted from the directory is only deactivated (its attributes are
                 # gone): whether the application holds it inactive is all that can drift.
                 compared = targets if pair.user is not None else ["active"]
-                if _project(found, compared) != _project(pair.desired.resource, compared):
+                if {k: found[k] for k in compared} != _project(pair.desired.resource, compared):
                     stale.append(user_id)
                     drift.differing += 1
                     if len(drift.examples) < 20:
