@@ -11,7 +11,8 @@ One run = one database kind, one population and one worker count:
    and activated (``idm.activate`` verifies it over HTTP).
 3. Baseline: the app half's own create throughput in the same run: ``POST /Users`` of the same
    bodies the engine sends, from a plain ``http.client`` with the engine's concurrency.
-4. Sync: ``--workers`` engines are started (``scimlink idp worker`` processes, or one process
+4. Sync: ``--workers`` engines are started (``scimlink idp worker`` processes with
+   ``--threads-per-worker`` threads each, the product's default of 4 unless given; or one process
    with that many threads, ``--worker-mode``), then ``applications.bind_group`` commits the real
    outbox rows; timed from that commit until the outbox is empty; the app half must then hold N.
 5. Latency: with the workers running, ``--changes`` display-name changes, one at a time
@@ -20,7 +21,8 @@ One run = one database kind, one population and one worker count:
    HTTP transport counts every request by method, then ``drain`` of whatever it enqueued.
 
 Usage: .venv/bin/python benchmarks/provisioning_load.py [--users 10000] [--db sqlite]
-       [--workers 1] [--worker-mode processes|threads] [--scenario all] [--out FILE]
+       [--workers 1] [--threads-per-worker 4] [--worker-mode processes|threads]
+       [--scenario all] [--out FILE]
        .venv/bin/python benchmarks/provisioning_load.py --summarize FILE [FILE ...]
 """
 
@@ -68,6 +70,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
+from scimlink.config import Settings
 from scimlink.idp import applications
 from scimlink.idp import directory
 from scimlink.idp import idm
@@ -325,6 +328,10 @@ def sync(
                 .group_by(LogEntry.method)
             ).all()
         )
+        # Users looked up together share the call's correlation id: this counts the calls.
+        lookup_calls = session.execute(
+            select(func.count(LogEntry.correlation_id.distinct())).where(LogEntry.step == "lookup")
+        ).scalar_one()
     result = {
         "users": users,
         "queued": queued,
@@ -335,7 +342,8 @@ def sync(
         "verified": total == users and states.get("active", 0) == users,
         "links_by_state": states,
         "log_steps": steps,
-        "calls_by_method": methods,
+        "log_rows_by_method": methods,
+        "lookup_calls": lookup_calls,
         "cpu": CpuMeter.delta(before, after, users),
         "progress": progress,
     }
@@ -486,7 +494,11 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    processes, threads = (args.workers, 1) if args.worker_mode == "processes" else (1, args.workers)
+    processes, threads = (
+        (args.workers, args.threads_per_worker)
+        if args.worker_mode == "processes"
+        else (1, args.workers)
+    )
     scenarios = {"sync", "latency", "reconcile"} if args.scenario == "all" else {args.scenario}
     baseline_users = args.baseline_users or min(args.users, 5000)
     result: dict[str, Any] = {
@@ -621,6 +633,8 @@ def summarize(paths: list[Path]) -> str:
         p = result["parameters"]
         if p["worker_mode"] == "processes":
             who = f"{p['workers']} process{'es' if p['workers'] > 1 else ''}"
+            if p.get("threads_per_worker", 1) != 1:
+                who += f" of {p['threads_per_worker']} threads"
         else:
             who = f"1 process, {p['workers']} threads"
         db = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[p["db"]]
@@ -663,7 +677,7 @@ def summarize(paths: list[Path]) -> str:
 
 def default_out(args: argparse.Namespace) -> Path:
     size = f"{args.users // 1000}k" if args.users % 1000 == 0 else str(args.users)
-    mode = "" if args.worker_mode == "processes" else "-threads"
+    mode = "-threads" if args.worker_mode == "threads" else f"-t{args.threads_per_worker}"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     return RESULTS_DIR / f"provisioning-{stamp}-{args.db}-{size}-w{args.workers}{mode}.json"
 
@@ -677,7 +691,13 @@ def main(argv: list[str] | None = None) -> int:
         "--worker-mode",
         choices=("processes", "threads"),
         default="processes",
-        help="processes: N `scimlink idp worker --threads 1`; threads: one `--threads N`",
+        help="processes: N `scimlink idp worker --threads T`; threads: one `--threads N`",
+    )
+    parser.add_argument(
+        "--threads-per-worker",
+        type=int,
+        default=Settings().idp_worker_threads,
+        help="T, the threads of each worker process (default: the product's default)",
     )
     parser.add_argument(
         "--scenario", choices=("sync", "latency", "reconcile", "all"), default="all"
