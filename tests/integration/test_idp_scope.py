@@ -485,6 +485,51 @@ def test_mass_deactivation_is_held_until_approved(scene: Scene) -> None:
         scene.assert_preserved(name)
 
 
+def test_mass_deactivation_holds_users_already_due_and_keeps_them_held(scene: Scene) -> None:
+    """A user whose row was already due for another cause is held with the rest; a later
+    change keeps it held; coming back into scope releases it; an approved row is never held
+    again, even by the next mass action."""
+    with write_session(scene.sessions) as session:
+        applications.settings(session, scene.label, threshold=3)
+    many = scene.group("Many")
+    names = scene.users("due", 5, many)
+    scene.bind(many)
+    assert scene.drain() == 5
+    first, second = names[0], names[1]
+    with write_session(scene.sessions) as session:
+        directory.set_user(session, first, {"displayname": "Renamed"}, "test")
+    assert scene.pending() == {"due": 1, "held": 0}
+
+    assert scene.unbind(many) == (5, 5)
+    assert scene.pending() == {"due": 0, "held": 5}
+    with write_session(scene.sessions) as session:
+        directory.set_user(session, second, {"displayname": "Renamed too"}, "test")
+    assert scene.pending() == {"due": 0, "held": 5}
+    scene.recorder.reset_counts()
+    assert scene.drain() == 0
+    assert scene.recorder.seen == []
+
+    # Back in scope through another bound group: nothing to deactivate, so not held.
+    other = scene.group("Other")
+    scene.bind(other)
+    with write_session(scene.sessions) as session:
+        directory.add_members(session, other, [first])
+    assert scene.pending() == {"due": 1, "held": 4}
+    assert scene.drain() == 1
+    assert scene.assert_active(first)["displayName"] == "Renamed"
+
+    with write_session(scene.sessions) as session:
+        assert outbox.approve(session, scene.app_id) == 4
+    with write_session(scene.sessions) as session:
+        # A second mass action before the worker ran: the approved rows stay released.
+        ids = [directory.find_user(session, name).id for name in names[1:]]
+        assert outbox.enqueue(session, scene.app_id, ids, "another mass action") == 0
+    assert scene.pending() == {"due": 4, "held": 0}
+    assert scene.drain() == 4
+    for name in names[1:]:
+        scene.assert_preserved(name)
+
+
 def test_mass_deactivation_rejected_leaves_users_active(scene: Scene) -> None:
     _, names = _held_unbind(scene)
     with write_session(scene.sessions) as session:

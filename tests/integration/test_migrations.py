@@ -13,6 +13,7 @@ from sqlalchemy import create_engine
 from sqlalchemy import inspect
 from sqlalchemy import text
 
+from scimlink.idp import schema as idp_schema
 from scimlink.sp import schema
 from scimlink.storage.db import make_engine
 from tests.conftest import Scim
@@ -132,3 +133,38 @@ def test_unfiltered_total_follows_creates_and_deletes(scim: Scim) -> None:
     unfiltered = scim.get("/Users", params={"count": 0}).json()["totalResults"]
     counted = scim.get("/Users", params={"filter": "id pr", "count": 0}).json()["totalResults"]
     assert unfiltered == counted == 5
+
+
+def test_directory_0002_keeps_released_outbox_rows_released(blank_engine: Engine) -> None:
+    idp_schema.upgrade(blank_engine, "0001")
+    now = {"now": "2026-01-01 00:00:00+00:00"}
+    with blank_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO idp_applications (id, label, label_key, kind, show_in_portal,"
+                " idm_state, update_method, deprovision, attribute_map,"
+                " mass_deactivation_threshold, max_concurrency, rate_per_second, created)"
+                " VALUES ('a1', 'App', 'app', 'druva', true, 'active', 'patch', 'deactivate',"
+                " '[]', 3, 4, 20.0, :now)"
+            ),
+            now,
+        )
+        for user, held in (("held", True), ("released", False)):
+            connection.execute(
+                text(
+                    "INSERT INTO idp_outbox (app_id, user_id, cause, generation, due_at,"
+                    " attempts, held, created) VALUES ('a1', :u, 'c', 1, :now, 0, :held, :now)"
+                ),
+                {**now, "u": user, "held": held},
+            )
+    idp_schema.upgrade(blank_engine)
+    with blank_engine.connect() as connection:
+        approved = dict(connection.execute(text("SELECT user_id, approved FROM idp_outbox")).all())
+    assert {user: bool(value) for user, value in approved.items()} == {
+        "held": False,
+        "released": True,
+    }
+    idp_schema.downgrade(blank_engine, "0001")
+    columns = {c["name"] for c in inspect(blank_engine).get_columns("idp_outbox")}
+    assert "approved" not in columns
+    idp_schema.upgrade(blank_engine)

@@ -19,6 +19,7 @@ from sqlalchemy import MetaData
 from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy import UniqueConstraint
+from sqlalchemy import false
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
@@ -157,6 +158,8 @@ class OutboxRow(IdpBase):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     #: Held for an administrator's approval (a mass deactivation).
     held: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Released by an administrator (``idp app approve``): never held again until processed.
+    approved: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     claimed_until: Mapped[datetime | None] = mapped_column(default=None)
     claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
     last_error: Mapped[str | None] = mapped_column(String(1000), default=None)

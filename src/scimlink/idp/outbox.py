@@ -87,23 +87,43 @@ def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
             "cause": excluded.cause,
             "due_at": excluded.due_at,
             "attempts": 0,
-            # An approved (released) row stays released until it is processed; a new cause
-            # never holds a row again that an administrator already let through.
-            "held": OutboxRow.held & excluded.held,
+            # A row an administrator already let through stays released until processed.
+            "held": excluded.held & ~OutboxRow.approved,
             "last_error": None,
         },
     )
 
 
+def _held(session: Session, app_id: str, user_ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(user_ids):
+        found.update(
+            session.execute(
+                select(OutboxRow.user_id).where(
+                    OutboxRow.app_id == app_id,
+                    OutboxRow.held.is_(True),
+                    OutboxRow.user_id.in_(chunk),
+                )
+            ).scalars()
+        )
+    return found
+
+
 def enqueue(session: Session, app_id: str, user_ids: Iterable[str], cause: str) -> int:
-    """Make the pairs due now; hold a mass deactivation. Returns how many rows were held."""
+    """Make the pairs due now; hold a mass deactivation. Returns how many rows are held.
+
+    Every user a mass action deactivates is held, including one whose row was already due
+    for another cause; a held user stays held through later causes for as long as the pair
+    would still deactivate it (coming back into scope releases it).
+    """
     users = sorted(set(user_ids))
     if not users:
         return 0
     app = session.get(Application, app_id)
     assert app is not None
     leaving = _active_links(session, app_id, users) - in_scope(session, app_id, users)
-    held = len(leaving) > app.mass_deactivation_threshold
+    mass = len(leaving) > app.mass_deactivation_threshold
+    hold = leaving if mass else leaving & _held(session, app_id, sorted(leaving))
     now = utcnow()
     _upsert(
         session,
@@ -113,7 +133,7 @@ def enqueue(session: Session, app_id: str, user_ids: Iterable[str], cause: str) 
                 "user_id": user_id,
                 "cause": cause[:255],
                 "due_at": now,
-                "held": held and user_id in leaving,
+                "held": user_id in hold,
                 "generation": 1,
                 "attempts": 0,
                 "created": now,
@@ -121,7 +141,8 @@ def enqueue(session: Session, app_id: str, user_ids: Iterable[str], cause: str) 
             for user_id in users
         ],
     )
-    return len(leaving) if held else 0
+    # Approved rows among them stayed released.
+    return len(_held(session, app_id, sorted(hold))) if hold else 0
 
 
 def enqueue_users(session: Session, user_ids: list[str], cause: str) -> None:
@@ -298,7 +319,7 @@ def approve(session: Session, app_id: str) -> int:
     result = session.execute(
         update(OutboxRow)
         .where(OutboxRow.app_id == app_id, OutboxRow.held.is_(True))
-        .values(held=False, due_at=utcnow())
+        .values(held=False, approved=True, due_at=utcnow())
     )
     return int(getattr(result, "rowcount", 0))
 

@@ -148,7 +148,7 @@ def provision_one(engine: Engine, app_ref: str, user_ref: str) -> Outcome:
         session.execute(
             update(OutboxRow)
             .where(OutboxRow.app_id == app.id, OutboxRow.user_id == user_id)
-            .values(held=False, due_at=utcnow())
+            .values(held=False, approved=True, due_at=utcnow())
         )
         claimed = outbox.claim(session, engine.worker, app_id=app.id, limit=1, user_id=user_id)
     if not claimed:
