@@ -25,6 +25,9 @@ import threading
 import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -41,6 +44,7 @@ from scimlink.idp import applications
 from scimlink.idp import directory
 from scimlink.idp import idm
 from scimlink.idp import outbox
+from scimlink.idp import workers
 from scimlink.idp.models import Application
 from scimlink.idp.models import Link
 from scimlink.idp.models import LogEntry
@@ -872,3 +876,75 @@ def test_relabelling_an_active_application_leaves_provisioning_untouched(scene: 
     assert scene.account(kim)["displayName"] == "Kim Renamed"
     for name, account in accounts.items():
         assert scene.assert_active(name)["id"] == account["id"]
+
+
+# -- limits shared by the engines alive ----------------------------------------------------------
+
+
+def test_engines_alive_share_each_applications_limits(scene: Scene) -> None:
+    with write_session(scene.sessions) as session:
+        applications.settings(session, scene.label, concurrency=4, rate=20)
+    # Far from now, so that rows other tests left behind are long dead.
+    start = datetime.now(UTC) + timedelta(days=1)
+    times = {"alpha": start, "beta": start}
+    engines = {
+        name: ProvisioningEngine(
+            scene.sessions, scene.box, worker=name, clock=lambda name=name: times[name]
+        )
+        for name in times
+    }
+    app = scene.app()
+    assert engines["alpha"].limits(app) == (4, 20.0)  # alone until it hears otherwise
+    assert engines["alpha"].heartbeat() == 1
+    assert engines["beta"].heartbeat() == 2
+    assert engines["alpha"].heartbeat() == 2
+    assert engines["alpha"].limits(app) == (2, 10.0)
+    assert engines["beta"].limits(app) == (2, 10.0)
+    with read_session(scene.sessions) as session:
+        assert workers.alive(session, start) == 2
+        listed = {row["id"]: row["alive"] for row in workers.listing(session, start)}
+        assert listed == {"alpha": True, "beta": True}
+
+    # beta stops reporting (killed): after ALIVE_FOR alpha has the whole limits again.
+    times["alpha"] = start + workers.ALIVE_FOR + timedelta(seconds=1)
+    assert engines["alpha"].heartbeat() == 1
+    assert engines["alpha"].limits(app) == (4, 20.0)
+    # Three engines and a concurrency of 4: each still makes one call at a time.
+    times["beta"] = times["gamma"] = times["alpha"]
+    engines["gamma"] = ProvisioningEngine(
+        scene.sessions, scene.box, worker="gamma", clock=lambda: times["gamma"]
+    )
+    engines["beta"].heartbeat()
+    assert engines["gamma"].heartbeat() == 3
+    assert engines["gamma"].limits(app) == (1, 20 / 3)
+    with write_session(scene.sessions) as session:
+        workers.forget(session, "beta")
+        workers.forget(session, "gamma")
+    assert engines["alpha"].heartbeat() == 1
+    with write_session(scene.sessions) as session:
+        workers.forget(session, "alpha")
+
+
+def test_a_running_engine_registers_and_unregisters(scene: Scene) -> None:
+    engine = scene.make_engine(worker=f"runner-{uuid.uuid4().hex[:6]}")
+    stop = threading.Event()
+    runner = threading.Thread(target=engine.run_forever, args=(stop,), kwargs={"threads": 1})
+    runner.start()
+    try:
+        for _ in range(200):
+            with read_session(scene.sessions) as session:
+                ids = {row["id"] for row in workers.listing(session, datetime.now(UTC))}
+            if engine.worker in ids:
+                break
+            threading.Event().wait(0.05)
+        assert engine.worker in ids
+        with read_session(scene.sessions) as session:
+            app = applications.find_app(session, scene.label)
+            assert applications.app_view(session, app)["engines_alive"] >= 1
+    finally:
+        stop.set()
+        runner.join(30)
+    assert not runner.is_alive()
+    with read_session(scene.sessions) as session:
+        ids = {row["id"] for row in workers.listing(session, datetime.now(UTC))}
+    assert engine.worker not in ids

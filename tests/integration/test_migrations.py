@@ -164,7 +164,9 @@ def test_directory_0002_keeps_released_outbox_rows_released(blank_engine: Engine
         "held": False,
         "released": True,
     }
+    assert "idp_workers" in inspect(blank_engine).get_table_names()
     idp_schema.downgrade(blank_engine, "0001")
     columns = {c["name"] for c in inspect(blank_engine).get_columns("idp_outbox")}
     assert "approved" not in columns
+    assert "idp_workers" not in inspect(blank_engine).get_table_names()
     idp_schema.upgrade(blank_engine)

@@ -21,6 +21,7 @@ from scimlink.errors import InvalidInputError
 from scimlink.errors import NotFoundError
 from scimlink.idp import directory
 from scimlink.idp import outbox
+from scimlink.idp import workers
 from scimlink.idp.models import Application
 from scimlink.idp.models import Binding
 from scimlink.idp.models import Group
@@ -243,6 +244,8 @@ def app_view(session: Session, app: Application) -> dict[str, Any]:
         "mass_deactivation_threshold": app.mass_deactivation_threshold,
         "max_concurrency": app.max_concurrency,
         "rate_per_second": app.rate_per_second,
+        # The two limits above are shared among the provisioning engines running now.
+        "engines_alive": workers.alive(session, utcnow()),
     }
 
 

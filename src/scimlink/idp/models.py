@@ -211,6 +211,21 @@ class LogEntry(IdpBase):
     correlation_id: Mapped[str] = mapped_column(String(64))
 
 
+class Worker(IdpBase):
+    """A running provisioning engine (``idp serve`` / ``idp worker``), seen by its heartbeat.
+
+    The engines alive share each application's concurrency and rate limits between them.
+    """
+
+    __tablename__ = "idp_workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started: Mapped[datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class ApiKey(IdpBase):
     """A directory admin API key; only its SHA-256 is stored."""
 

@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
 from scimlink.idp import outbox
+from scimlink.idp import workers
 from scimlink.idp.directory import user_view
 from scimlink.idp.models import Application
 from scimlink.idp.models import DirectoryUser
@@ -370,7 +371,9 @@ class Engine:
         self.worker = worker or f"worker-{uuid.uuid4().hex[:8]}"
         self.clock = clock
         self._limits = _RateLimiter()
-        self._slots: dict[str, threading.BoundedSemaphore] = {}
+        self._slots: dict[str, tuple[int, threading.BoundedSemaphore]] = {}
+        #: Engines alive, this one included (1 until ``run_forever`` learns otherwise).
+        self.peers = 1
         self._slots_lock = threading.Lock()
         self._targets = threading.local()
         #: Applications that refused a batched lookup: they are asked one user at a time.
@@ -415,13 +418,31 @@ class Engine:
             target.close()
         cache.clear()
 
+    def limits(self, app: Application) -> tuple[int, float]:
+        """This process's share of the application's concurrency and rate: each of the
+        engines alive (:mod:`scimlink.idp.workers`) takes 1/N, at least one call at a time."""
+        share = max(1, self.peers)
+        return max(1, app.max_concurrency // share), app.rate_per_second / share
+
     def _slot(self, app: Application) -> threading.BoundedSemaphore:
+        size, _ = self.limits(app)
         with self._slots_lock:
-            slot = self._slots.get(app.id)
-            if slot is None:
-                slot = threading.BoundedSemaphore(app.max_concurrency)
-                self._slots[app.id] = slot
-            return slot
+            current = self._slots.get(app.id)
+            if current is None or current[0] != size:
+                # Threads inside the old semaphore release it; new calls queue on this one.
+                current = (size, threading.BoundedSemaphore(size))
+                self._slots[app.id] = current
+            return current[1]
+
+    def _wait_for_rate(self, app: Application) -> None:
+        _, rate = self.limits(app)
+        self._limits.wait(app.id, rate)
+
+    def heartbeat(self) -> int:
+        """Report this engine alive and learn how many share the limits (``run_forever``)."""
+        with write_session(self.sessions) as session:
+            self.peers = workers.heartbeat(session, self.worker, self.clock())
+        return self.peers
 
     # -- one pass ---------------------------------------------------------------------------------
 
@@ -468,11 +489,25 @@ class Engine:
             finally:
                 self.close()
 
-        workers = [threading.Thread(target=loop, daemon=True) for _ in range(threads)]
-        for thread in workers:
+        claimers = [threading.Thread(target=loop, daemon=True) for _ in range(threads)]
+        for thread in claimers:
             thread.start()
-        for thread in workers:
-            thread.join()
+        try:
+            while not stop.is_set():
+                try:
+                    self.heartbeat()
+                except Exception:
+                    log.exception("heartbeat failed; keeping the last known share")
+                stop.wait(workers.HEARTBEAT.total_seconds())
+        finally:
+            stop.set()
+            for thread in claimers:
+                thread.join()
+            try:
+                with write_session(self.sessions) as session:
+                    workers.forget(session, self.worker)
+            except Exception:
+                log.exception("could not unregister; the registry forgets it soon")
 
     def process(self, claimed: outbox.Claimed, *, correlation_id: str | None = None) -> Outcome:
         """Process one claimed pair now (``idp provision``)."""
@@ -568,7 +603,7 @@ class Engine:
 
     def _converge(self, pair: PairState, lookup: Lookup | None, correlation: str) -> Outcome:
         with self._slot(pair.app):
-            self._limits.wait(pair.app.id, pair.app.rate_per_second)
+            self._wait_for_rate(pair.app)
             target = self._cached_target(pair.app)
             target.correlation_id = correlation
             return converge(target, pair, lookup)
@@ -589,7 +624,7 @@ class Engine:
         for chunk in _lookup_chunks(wanted, self.config.lookup_batch):
             correlation = uuid.uuid4().hex
             with self._slot(app):
-                self._limits.wait(app.id, app.rate_per_second)
+                self._wait_for_rate(app)
                 target = self._cached_target(app)
                 target.correlation_id = correlation
                 exchange = target.find_many([pair.username for _, pair in chunk])
