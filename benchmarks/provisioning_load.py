@@ -186,6 +186,7 @@ def prepare_directory(
     users: int,
     app: AppHalf,
     rate: float,
+    concurrency: int,
 ) -> dict[str, float]:
     timings: dict[str, float] = {}
     began = time.perf_counter()
@@ -209,7 +210,8 @@ def prepare_directory(
             base_url=app.base_url,
             token=app.tokens["bench"],
         )
-        applications.settings(session, APP_LABEL, rate=rate)
+        # Engines share the application's limits: let every thread of every worker call.
+        applications.settings(session, APP_LABEL, rate=rate, concurrency=concurrency)
     return timings
 
 
@@ -570,7 +572,9 @@ def run_in(
     backends = PostgresBackends(dbs.pg_names) if dbs.kind == "postgresql" else None
     workers: Workers | None = None
     try:
-        setup = prepare_directory(sessions, database, box, args.users, app, args.rate)
+        setup = prepare_directory(
+            sessions, database, box, args.users, app, args.rate, min(64, processes * threads)
+        )
         engine = ProvisioningEngine(sessions, box, EngineConfig(timeout=60), worker="bench")
         verified = idm.activate(engine, APP_LABEL)
         if not verified.ok:
