@@ -715,3 +715,24 @@ def test_a_capped_batched_answer_counts_only_what_it_shows(
     assert [r["id"] for r in lookup["response"]["body"]["Resources"]] == [existing.json()["id"]]
     # Each user's part of the shared answer, under the shared call's own correlation id.
     assert world.log(left_out)[-1]["correlation_id"] != lookup["correlation_id"]
+
+
+def test_an_unanswered_batched_lookup_fails_only_the_users_not_yet_answered(
+    make_world: Callable[..., World], faulty: FaultyTransport, clock: FakeClock
+) -> None:
+    world = make_world(EngineConfig(lookup_batch=2))
+    names = world.add_users("chunk", 4)
+    # The batch's first lookup (two users) is answered; its second finds the target failing.
+    faulty.before(lambda request: None, method="GET", mentions=BATCHED, times=1)
+    faulty.answer(503, method="GET", mentions=BATCHED, times=1)
+    world.bind()
+    assert world.run_once() == 4
+
+    assert faulty.count("GET") == 2  # nobody was asked again one by one
+    assert faulty.count("POST") == 2  # the two answered users were created
+    rows = world.rows()
+    assert len(rows) == 2  # the two of the unanswered lookup wait for their retry
+    assert all(row.attempts == 1 and row.last_error == "injected 503" for row in rows.values())
+    clock.advance(timedelta(hours=1))
+    assert world.drain() == 2
+    world.assert_all_delivered(names)

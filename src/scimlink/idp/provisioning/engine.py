@@ -3,16 +3,17 @@ desired state with the fewest SCIM calls, and record every step.
 
 Per pair: the desired state (attribute mapping + scope) is compared with the link (what the
 application last accepted). Unchanged pairs cost no call. Otherwise the connector looks up by
-``userName`` before creating, adopts on 409, re-creates on 404, and sends ``active=false`` (or
-deletes) when the user leaves scope. Transient failures (no response, 429, 5xx) retry with full
+``userName`` before creating (the users of a claimed batch together, in one ``or`` filter),
+adopts on 409, re-creates on 404, and sends ``active=false`` (or deletes) when the user leaves
+scope. Transient failures (no response, 429, 5xx) retry with full
 jitter and ``Retry-After``; a 401 pauses the application (no retry storm); any other 4xx
 marks that user's link failed with the application's own message. An application whose recent
 calls mostly fail is quarantined for a while: its rows wait instead of hammering it.
 
-A pair's outcome (its log entries, its link and its outbox row) commits in one transaction
-after its calls. A crash before that commit leaves the row to be claimed again once its lease
-runs out, and the ``pending`` link written when it was claimed makes the next pass look the user
-up first, so nothing is created twice (security.md E4, E8).
+The outcomes of a claimed batch (log entries, links, outbox rows) commit in one transaction
+after its calls. A crash before that commit leaves the rows to be claimed again once their lease
+runs out, and the ``pending`` links written when they were claimed make the next pass look the
+users up first, so nothing is created twice (security.md E4, E8).
 """
 
 from __future__ import annotations
@@ -632,8 +633,9 @@ class Engine:
             if status is None or status in (401, 429) or status >= 500:
                 # Down, throttled or refusing the token: every user of the batch fails as
                 # its own lookup would have, without asking the target again.
-                failed = Step("unanswered", exchange, exchange.detail, correlation)
-                found.update((user_id, Lookup(failed, None)) for user_id, _ in wanted)
+                # Users answered by an earlier chunk keep their answer.
+                failed = Lookup(Step("unanswered", exchange, exchange.detail, correlation), None)
+                found.update((user_id, failed) for user_id, _ in wanted if user_id not in found)
                 return found
             if status != 200 or not isinstance(exchange.response, dict):
                 if status in (400, 501):
