@@ -24,6 +24,7 @@ from sqlalchemy import func
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.orm import Session
 
 from scimlink.idp.models import Application
@@ -63,17 +64,18 @@ def in_scope(session: Session, app_id: str, user_ids: list[str]) -> set[str]:
     return found
 
 
-def _active_links(session: Session, app_id: str, user_ids: list[str]) -> set[str]:
+def _which(
+    session: Session, column: InstrumentedAttribute[str], user_ids: list[str], *where: Any
+) -> set[str]:
+    """Which of ``user_ids`` (in ``column``) meet ``where``, a chunk of ids per query."""
     found: set[str] = set()
     for chunk in _chunks(user_ids):
-        found.update(
-            session.execute(
-                select(Link.user_id).where(
-                    Link.app_id == app_id, Link.state == "active", Link.user_id.in_(chunk)
-                )
-            ).scalars()
-        )
+        found.update(session.execute(select(column).where(*where, column.in_(chunk))).scalars())
     return found
+
+
+def _active_links(session: Session, app_id: str, user_ids: list[str]) -> set[str]:
+    return _which(session, Link.user_id, user_ids, Link.app_id == app_id, Link.state == "active")
 
 
 def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -95,18 +97,9 @@ def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
 
 
 def _held(session: Session, app_id: str, user_ids: list[str]) -> set[str]:
-    found: set[str] = set()
-    for chunk in _chunks(user_ids):
-        found.update(
-            session.execute(
-                select(OutboxRow.user_id).where(
-                    OutboxRow.app_id == app_id,
-                    OutboxRow.held.is_(True),
-                    OutboxRow.user_id.in_(chunk),
-                )
-            ).scalars()
-        )
-    return found
+    return _which(
+        session, OutboxRow.user_id, user_ids, OutboxRow.app_id == app_id, OutboxRow.held.is_(True)
+    )
 
 
 def enqueue(session: Session, app_id: str, user_ids: Iterable[str], cause: str) -> int:
