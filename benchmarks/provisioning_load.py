@@ -75,6 +75,7 @@ from scimlink.idp import applications
 from scimlink.idp import directory
 from scimlink.idp import idm
 from scimlink.idp import schema
+from scimlink.idp.models import DEFAULT_CONCURRENCY
 from scimlink.idp.models import Link
 from scimlink.idp.models import LogEntry
 from scimlink.idp.models import OutboxRow
@@ -522,6 +523,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.worker_mode == "processes"
         else (1, args.workers)
     )
+    concurrency = args.concurrency or processes * DEFAULT_CONCURRENCY
     scenarios = {"sync", "latency", "reconcile"} if args.scenario == "all" else {args.scenario}
     baseline_users = args.baseline_users or min(args.users, 5000)
     result: dict[str, Any] = {
@@ -537,7 +539,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "worker_mode": args.worker_mode,
             "worker_processes": processes,
             "threads_per_worker": threads,
-            "concurrency": processes * threads,
+            "concurrency": concurrency,
             "scenario": args.scenario,
             "baseline_users": baseline_users,
             "changes": args.changes,
@@ -579,6 +581,7 @@ def run_in(
     scenarios: set[str],
     result: dict[str, Any],
 ) -> None:
+    concurrency: int = result["parameters"]["concurrency"]
     env = environment(
         SCIMLINK_DATA_DIR=str(tmp),
         SCIMLINK_SP_DATABASE_URL=dbs.sp_url,
@@ -594,7 +597,7 @@ def run_in(
     workers: Workers | None = None
     try:
         setup = prepare_directory(
-            sessions, database, box, args.users, app, args.rate, min(64, processes * threads)
+            sessions, database, box, args.users, app, args.rate, min(64, concurrency)
         )
         engine = ProvisioningEngine(sessions, box, EngineConfig(timeout=60), worker="bench")
         verified = idm.activate(engine, APP_LABEL)
@@ -605,7 +608,7 @@ def run_in(
         if "sync" in scenarios:
             log(f"  baseline: {result['parameters']['baseline_users']:,} POST /Users")
             result["baseline"] = baseline(
-                app, result["parameters"]["baseline_users"], processes * threads, cpu
+                app, result["parameters"]["baseline_users"], concurrency, cpu
             )
             log(f"  baseline: {result['baseline']['creates_per_s']} creates/s")
         result["source_at_workers_start"] = source_fingerprint()
@@ -625,7 +628,7 @@ def run_in(
             result["baseline_after"] = baseline(
                 app,
                 result["parameters"]["baseline_users"],
-                processes * threads,
+                concurrency,
                 cpu,
                 tenant="baseline-after",
             )
@@ -734,6 +737,13 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=Settings().idp_worker_threads,
         help="T, the threads of each worker process (default: the product's default)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        help="the application's concurrency limit, shared by the workers, and the baseline's"
+        " (default: the product's per-application default for each worker process)",
     )
     parser.add_argument(
         "--scenario", choices=("sync", "latency", "reconcile", "all"), default="all"

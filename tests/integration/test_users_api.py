@@ -337,6 +337,24 @@ def test_paging_with_a_filter_counts_the_filtered_total(people: People) -> None:
     assert (keys, body["totalResults"]) == ([], 3)
 
 
+@pytest.mark.parametrize(
+    ("start", "count", "expected"),
+    [
+        (1, 10, 3),  # a short first page is the whole result: no COUNT needed
+        (3, 10, 1),  # a short page ends the result: the total is its offset plus its length
+        (1, 2, 2),  # a full page: the total comes from a COUNT
+        (3, 1, 1),
+        (4, 5, 0),  # past the end: the page cannot tell, the COUNT does
+        (9, 1, 0),
+    ],
+)
+def test_filtered_totals_are_exact_whichever_query_gives_them(
+    people: People, start: int, count: int, expected: int
+) -> None:
+    body, keys = _page(people, filter="active eq true", startIndex=start, count=count)
+    assert (len(keys), body["totalResults"]) == (expected, 3)
+
+
 def test_paging_with_sort_walks_the_sorted_order(people: People) -> None:
     pages = [
         _page(people, sortBy="userName", sortOrder="descending", startIndex=s, count=2)[1]

@@ -18,8 +18,10 @@ from scimlink.config import Settings
 from scimlink.sp import jobs
 from scimlink.sp import schema
 from scimlink.sp.mail import SmtpSettings
+from scimlink.sp.models import SpUser
 from scimlink.storage.db import make_engine
 from scimlink.storage.db import make_sessionmaker
+from scimlink.storage.planner import StatsKeeper
 
 log = logging.getLogger("scimlink.sp.jobs")
 
@@ -114,6 +116,12 @@ def sp_serve(
     if settings.sp_jobs_interval > 0:
         runner = JobRunner(settings, engine, settings.sp_jobs_interval)
         runner.start()
+    stats = StatsKeeper(engine, make_sessionmaker(engine), SpUser.pk)
+    stopped = threading.Event()
+    if stats.enabled:
+        threading.Thread(
+            target=stats.run, args=(stopped,), name="scimlink-planner-stats", daemon=True
+        ).start()
     try:
         uvicorn.run(
             create_sp_app(settings, engine=engine, default_root=root),
@@ -123,6 +131,7 @@ def sp_serve(
             access_log=False,
         )
     finally:
+        stopped.set()
         if runner is not None:
             runner.stop()
 

@@ -29,6 +29,9 @@ from scimlink.storage.base import JsonDocument
 from scimlink.storage.base import UTCDateTime
 from scimlink.storage.base import utcnow
 
+#: Calls in flight to one application, shared by every engine alive.
+DEFAULT_CONCURRENCY = 4
+
 
 class IdpBase(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
@@ -114,7 +117,7 @@ class Application(IdpBase):
     attribute_map: Mapped[list[dict[str, str]]] = mapped_column(JsonDocument, default=list)
     #: More deactivations than this from one admin action wait for approval.
     mass_deactivation_threshold: Mapped[int] = mapped_column(Integer, default=25)
-    max_concurrency: Mapped[int] = mapped_column(Integer, default=4)
+    max_concurrency: Mapped[int] = mapped_column(Integer, default=DEFAULT_CONCURRENCY)
     rate_per_second: Mapped[float] = mapped_column(Float, default=20.0)
     quarantined_until: Mapped[datetime | None] = mapped_column(default=None)
     quarantine_reason: Mapped[str | None] = mapped_column(String(1000), default=None)

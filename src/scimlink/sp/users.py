@@ -260,7 +260,12 @@ class UserService:
         return _stored(self._row(user_id))
 
     def search(self, query: ListQuery) -> tuple[int, list[StoredUser]]:
-        """One COUNT and one page query, both in SQL (RFC 7644 §3.4.2.4)."""
+        """A page query and, when the page cannot tell the total, a COUNT; both in SQL
+        (RFC 7644 §3.4.2.4).
+
+        A page shorter than ``count`` ends the result, so ``totalResults`` is its offset plus
+        its length: the common ``userName eq …`` lookup of an IdP costs one query, not two.
+        """
         conditions: list[ColumnElement[bool]] = [
             SpUser.tenant_id == self.tenant_id,
             SpUser.scim_deleted.is_(False),
@@ -276,30 +281,30 @@ class UserService:
                 else expression.asc().nulls_last()
             )
         order.append(SpUser.pk.desc() if query.descending and query.sort_by else SpUser.pk)
-        if query.filter is None:
+        page: list[int] = []
+        if query.count > 0:
+            # Deferred join: page through the narrow (tenant_id, pk) index first, then read
+            # the documents of just this page, so deep offsets do not read every skipped one.
+            page = list(
+                self.connection.execute(
+                    select(_USERS.c.pk)
+                    .where(*conditions)
+                    .order_by(*order)
+                    .offset(query.start_index - 1)
+                    .limit(query.count)
+                ).scalars()
+            )
+        if query.count > 0 and len(page) < query.count and (page or query.start_index == 1):
+            total = query.start_index - 1 + len(page)
+        elif query.filter is None:
             total = self.connection.execute(_COUNT, {"tenant_id": self.tenant_id}).scalar_one()
         else:
             total = self.connection.execute(
                 select(func.count()).select_from(_USERS).where(*conditions)
             ).scalar_one()
-        if query.count == 0 or total < query.start_index:
-            return total, []
-        # Deferred join: page through the narrow (tenant_id, pk) index first, then read the
-        # documents of just this page, so deep offsets do not read every skipped document.
-        page = (
-            self.connection.execute(
-                select(_USERS.c.pk)
-                .where(*conditions)
-                .order_by(*order)
-                .offset(query.start_index - 1)
-                .limit(query.count)
-            )
-            .scalars()
-            .all()
-        )
         if not page:
             return total, []
-        by_pk = {row.pk: row for row in self.connection.execute(_BY_PKS, {"pks": list(page)})}
+        by_pk = {row.pk: row for row in self.connection.execute(_BY_PKS, {"pks": page})}
         return total, [_stored(by_pk[pk]) for pk in page if pk in by_pk]
 
     # -- writes --------------------------------------------------------------------------------

@@ -1,0 +1,182 @@
+"""SQLite plans the IdPs' userName lookups through the unique index once it has statistics.
+
+Without statistics, SQLite answers ``userName eq "a" or userName eq "b"`` (ordered by ``pk``)
+by walking the whole tenant in ``(tenant_id, pk)`` order: a cost that grows with the tenant.
+``StatsKeeper`` gives it statistics as the users table grows.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column
+from sqlalchemy import Engine
+from sqlalchemy import Integer
+from sqlalchemy import MetaData
+from sqlalchemy import String
+from sqlalchemy import Table
+from sqlalchemy import event
+from sqlalchemy import insert
+from sqlalchemy import text
+
+from scimlink.scim.filter.parser import parse_filter
+from scimlink.scim.query import ListQuery
+from scimlink.sp import schema
+from scimlink.sp import tenants
+from scimlink.sp.models import SpUser
+from scimlink.sp.users import UserService
+from scimlink.storage.db import make_engine
+from scimlink.storage.db import make_sessionmaker
+from scimlink.storage.db import read_session
+from scimlink.storage.db import write_session
+from scimlink.storage.planner import StatsKeeper
+from scimlink.storage.planner import analyze
+
+PER_TENANT = 1500
+
+
+@pytest.fixture
+def populated(tmp_path: Path) -> tuple[Engine, list[str]]:
+    """Two tenants of 1 500 users each, bulk-inserted (the planner cares about shape only)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'sp.db'}")
+    schema.upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    now = datetime.now(UTC)
+    ids = []
+    with write_session(sessions) as session:
+        for name in ("first", "second"):
+            tenant_id = tenants.create_tenant(session, name).id
+            ids.append(tenant_id)
+            session.execute(
+                insert(SpUser),
+                [
+                    {
+                        "id": str(uuid.uuid4()),
+                        "tenant_id": tenant_id,
+                        "user_name": f"user{i}@example.com",
+                        "user_name_key": f"user{i}@example.com",
+                        "created": now,
+                        "last_modified": now,
+                        "document": {"userName": f"user{i}@example.com"},
+                    }
+                    for i in range(PER_TENANT)
+                ],
+            )
+    return engine, ids
+
+
+def lookup_plan(engine: Engine, tenant_id: str) -> str:
+    """SQLite's plan for the page query of a batched lookup, as ``UserService`` runs it."""
+    statements: list[str] = []
+    wanted = " or ".join(f'userName eq "user{i}@example.com"' for i in (3, 700, 1499))
+    sessions = make_sessionmaker(engine)
+    with read_session(sessions) as session:
+        service = UserService(session, tenant_id)
+        connection = service.connection
+
+        def capture(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            if statement.upper().startswith("SELECT SP_USERS.PK \nFROM"):
+                statements.append(statement)
+
+        event.listen(connection, "before_cursor_execute", capture)
+        total, users = service.search(ListQuery(filter=parse_filter(wanted), count=20))
+        event.remove(connection, "before_cursor_execute", capture)
+        assert total == 3
+        assert len(users) == 3
+        assert len(statements) == 1
+        params = [tenant_id] + [f"user{i}@example.com" for i in (3, 700, 1499)] + [20, 0]
+        rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statements[0]}", tuple(params))
+        return " | ".join(str(row[-1]) for row in rows)
+
+
+def test_without_statistics_the_lookup_walks_the_whole_tenant(
+    populated: tuple[Engine, list[str]],
+) -> None:
+    engine, (tenant_id, _) = populated
+    assert "ix_sp_users_tenant_pk" in lookup_plan(engine, tenant_id)
+
+
+def test_with_statistics_the_lookup_probes_the_unique_user_name_index(
+    populated: tuple[Engine, list[str]],
+) -> None:
+    engine, (tenant_id, _) = populated
+    keeper = StatsKeeper(engine, make_sessionmaker(engine), SpUser.pk)
+    assert keeper.check()
+    plan = lookup_plan(engine, tenant_id)
+    assert "user_name_key=?" in plan
+    assert "ix_sp_users_tenant_pk" not in plan
+
+
+def test_the_keeper_analyses_when_the_table_has_grown(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'grow.db'}")
+    items = Table(
+        "items",
+        MetaData(),
+        Column("pk", Integer, primary_key=True),
+        Column("kind", String(8), index=True),
+    )
+    items.metadata.create_all(engine)
+    keeper = StatsKeeper(engine, make_sessionmaker(engine), items.c.pk, minimum=100, growth=2.0)
+
+    def add(count: int) -> None:
+        with engine.begin() as connection:
+            connection.execute(insert(items), [{"kind": "k"} for _ in range(count)])
+
+    def stats() -> int:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(
+                    text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")
+                ).scalar_one()
+            )
+
+    add(99)
+    assert not keeper.check()
+    assert stats() == 0
+    add(1)
+    assert keeper.check()
+    assert keeper.analysed_at == 100
+    assert stats() == 1
+    add(99)
+    assert not keeper.check()  # 199 rows: not yet twice the size
+    add(1)
+    assert keeper.check()
+    assert keeper.analysed_at == 200
+
+
+def test_postgresql_keeps_its_own_statistics(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    try:
+        keeper = StatsKeeper(engine, make_sessionmaker(engine), SpUser.pk)
+        assert not keeper.enabled
+        assert not keeper.check()
+        analyze(make_sessionmaker(engine))  # a no-op there, and no error
+    finally:
+        engine.dispose()
+
+
+def test_a_failed_check_is_logged_and_the_loop_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    missing = Table("missing", MetaData(), Column("pk", Integer, primary_key=True))
+    keeper = StatsKeeper(engine, make_sessionmaker(engine), missing.c.pk)
+    stop = threading.Event()
+    calls: list[int] = []
+    original = keeper.check
+
+    def counted() -> bool:
+        calls.append(1)
+        if len(calls) == 2:
+            stop.set()
+        return original()
+
+    keeper.check = counted  # type: ignore[method-assign]
+    keeper.run(stop, every=0.01)
+    assert len(calls) == 2
+    assert "could not refresh the planner statistics" in caplog.text
