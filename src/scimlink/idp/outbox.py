@@ -21,6 +21,7 @@ from sqlalchemy import and_
 from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import func
+from sqlalchemy import insert
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
@@ -190,10 +191,18 @@ def claim(
     app_id: str | None = None,
     user_id: str | None = None,
 ) -> list[Claimed]:
-    """Lease due rows of active, unquarantined applications."""
+    """Lease due rows of active, unquarantined applications (Core statements: a worker claims
+    many times a second, and ORM objects would only be read and thrown away)."""
     now = now or utcnow()
     query = (
-        select(OutboxRow)
+        select(
+            OutboxRow.pk,
+            OutboxRow.app_id,
+            OutboxRow.user_id,
+            OutboxRow.generation,
+            OutboxRow.cause,
+            OutboxRow.attempts,
+        )
         .join(Application, Application.id == OutboxRow.app_id)
         .where(
             OutboxRow.held.is_(False),
@@ -210,12 +219,15 @@ def claim(
         query = query.where(OutboxRow.app_id == app_id)
     if user_id is not None:
         query = query.where(OutboxRow.user_id == user_id)
-    rows = list(session.execute(query).scalars())
-    for row in rows:
-        row.claimed_until = now + lease
-        row.claimed_by = worker
-    session.flush()
-    return [Claimed(r.pk, r.app_id, r.user_id, r.generation, r.cause, r.attempts) for r in rows]
+    claimed = [Claimed(*row) for row in session.execute(query)]
+    if claimed:
+        session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.pk.in_([item.pk for item in claimed]))
+            .values(claimed_until=now + lease, claimed_by=worker)
+            .execution_options(synchronize_session=False)
+        )
+    return claimed
 
 
 def mark_pending(session: Session, claimed: list[Claimed]) -> None:
@@ -238,11 +250,19 @@ def mark_pending(session: Session, claimed: list[Claimed]) -> None:
             select(DirectoryUser.id, DirectoryUser.username).where(DirectoryUser.id.in_(new))
         ).all()
         now = utcnow()
-        session.add_all(
-            Link(app_id=app_id, user_id=user_id, username=name, state="pending", updated=now)
-            for user_id, name in names
+        session.execute(
+            insert(Link),
+            [
+                {
+                    "app_id": app_id,
+                    "user_id": user_id,
+                    "username": name,
+                    "state": "pending",
+                    "updated": now,
+                }
+                for user_id, name in names
+            ],
         )
-    session.flush()
 
 
 def complete(session: Session, claimed: Claimed) -> None:
