@@ -139,6 +139,7 @@ class CpuMeter:
             "workers": self.workers.cpu() if self.workers else 0.0,
             "postgres": self.backends.snapshot() if self.backends else {},
             "benchmark": times.user + times.system,
+            "machine": machine_ticks(),
         }
 
     @staticmethod
@@ -154,7 +155,29 @@ class CpuMeter:
         result["per_item_ms"] = {
             k.removesuffix("_s"): round(v * 1000 / max(per, 1), 2) for k, v in seconds.items()
         }
+        ticks = {
+            k: after["machine"].get(k, 0) - before["machine"].get(k, 0) for k in after["machine"]
+        }
+        elapsed = sum(ticks.values())
+        if elapsed:
+            # Of all CPUs' time in the phase: busy (any process), idle, and stolen by the
+            # hypervisor (time our vCPUs wanted to run but another guest ran).
+            result["machine_pct"] = {k: round(100 * v / elapsed, 1) for k, v in ticks.items()}
         return result
+
+
+def machine_ticks() -> dict[str, int]:
+    """All CPUs' time so far from ``/proc/stat`` (Linux), as busy, idle and steal."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return {}
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return {
+        "busy": user + nice + system + irq + softirq,
+        "idle": idle + iowait,
+        "steal": steal,
+    }
 
 
 # -- the directory's side ------------------------------------------------------------------------
@@ -663,8 +686,8 @@ def summarize(paths: list[Path]) -> str:
     details = [
         "| database | users | workers | baseline creates/s (before, after) | sync users/s | ratio"
         " | latency p50 / p95 ms | reconcile s (GETs, writes) | CPU ms/user app half"
-        " + workers + PostgreSQL | load avg | file |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        " + workers + PostgreSQL | CPU stolen % (baseline, sync, after) | load avg | file |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for path in paths:
         result = json.loads(path.read_text())
@@ -703,10 +726,18 @@ def summarize(paths: list[Path]) -> str:
             else "—"
         )
         load = f"{result['load_average_start'][0]:.1f} → {result['load_average_end'][0]:.1f}"
+        stolen = ", ".join(
+            str(
+                ((result.get(phase) or {}).get("cpu") or {})
+                .get("machine_pct", {})
+                .get("steal", "—")
+            )
+            for phase in ("baseline", "sync", "baseline_after")
+        )
         details.append(
             f"| {db} | {p['users']:,} | {who} | {baseline_text(result) or '—'}"
             f" | {sync_.get('users_per_s', '—')} | {ratio} | {lat_text} | {rec_text}"
-            f" | {cpu_text} | {load} | `{path.name}` |"
+            f" | {cpu_text} | {stolen} | {load} | `{path.name}` |"
         )
     return "\n".join([*lines, "", *details])
 
