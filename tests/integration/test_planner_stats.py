@@ -8,7 +8,9 @@ by walking the whole tenant in ``(tenant_id, pk)`` order: a cost that grows with
 from __future__ import annotations
 
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +22,7 @@ from sqlalchemy import Integer
 from sqlalchemy import MetaData
 from sqlalchemy import String
 from sqlalchemy import Table
+from sqlalchemy import create_engine
 from sqlalchemy import event
 from sqlalchemy import insert
 from sqlalchemy import text
@@ -35,7 +38,6 @@ from scimlink.storage.db import make_sessionmaker
 from scimlink.storage.db import read_session
 from scimlink.storage.db import write_session
 from scimlink.storage.planner import StatsKeeper
-from scimlink.storage.planner import analyze
 
 PER_TENANT = 1500
 
@@ -105,8 +107,8 @@ def test_with_statistics_the_lookup_probes_the_unique_user_name_index(
     populated: tuple[Engine, list[str]],
 ) -> None:
     engine, (tenant_id, _) = populated
-    keeper = StatsKeeper(engine, make_sessionmaker(engine), SpUser.pk)
-    assert keeper.check()
+    keeper = StatsKeeper(make_sessionmaker(engine), schema.GROWING)
+    assert keeper.check() == ["sp_users"]  # sp_user_emails is empty here
     plan = lookup_plan(engine, tenant_id)
     assert "user_name_key=?" in plan
     assert "ix_sp_users_tenant_pk" not in plan
@@ -121,7 +123,7 @@ def test_the_keeper_analyses_when_the_table_has_grown(tmp_path: Path) -> None:
         Column("kind", String(8), index=True),
     )
     items.metadata.create_all(engine)
-    keeper = StatsKeeper(engine, make_sessionmaker(engine), items.c.pk, minimum=100, growth=2.0)
+    keeper = StatsKeeper(make_sessionmaker(engine), ["items"], minimum=100, growth=2.0)
 
     def add(count: int) -> None:
         with engine.begin() as connection:
@@ -136,47 +138,94 @@ def test_the_keeper_analyses_when_the_table_has_grown(tmp_path: Path) -> None:
             )
 
     add(99)
-    assert not keeper.check()
+    assert keeper.check() == []  # too small to matter
     assert stats() == 0
     add(1)
-    assert keeper.check()
-    assert keeper.analysed_at == 100
+    assert keeper.check() == ["items"]
+    assert keeper.analysed_at == {"items": 100}
     assert stats() == 1
     add(99)
-    assert not keeper.check()  # 199 rows: not yet twice the size
+    assert keeper.check() == []  # 199 rows: not yet twice the size
     add(1)
-    assert keeper.check()
-    assert keeper.analysed_at == 200
+    assert keeper.check() == ["items"]
+    assert keeper.analysed_at == {"items": 200}
 
 
-def test_postgresql_keeps_its_own_statistics(postgres_url: str) -> None:
+def test_postgresql_tables_are_analysed_once_they_have_doubled(postgres_url: str) -> None:
     engine = make_engine(postgres_url)
+    table = f"planner_{uuid.uuid4().hex[:8]}"
+    items = Table(table, MetaData(), Column("pk", Integer, primary_key=True))
+    items.metadata.create_all(engine)
+    sessions = make_sessionmaker(engine)
+    keeper = StatsKeeper(sessions, [table, "no_such_table"], minimum=100)
+
+    def add(count: int) -> None:
+        with engine.begin() as connection:
+            connection.execute(insert(items), [{} for _ in range(count)])
+            # Counters reach pg_stat_user_tables when a backend flushes them; force it.
+            connection.execute(text("SELECT pg_stat_force_next_flush()"))
+
+    def analysed() -> bool:
+        with engine.connect() as connection:
+            return bool(
+                connection.execute(
+                    text(
+                        "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables"
+                        " WHERE relname = :t"
+                    ),
+                    {"t": table},
+                ).scalar_one()
+            )
+
     try:
-        keeper = StatsKeeper(engine, make_sessionmaker(engine), SpUser.pk)
-        assert not keeper.enabled
-        assert not keeper.check()
-        analyze(make_sessionmaker(engine))  # a no-op there, and no error
+        add(99)
+        assert keeper.check() == []
+        add(1)
+        assert eventually(lambda: keeper.check() == [table])
+        assert analysed()
+        add(60)  # 160 rows, 60 changed since: not doubled
+        assert keeper.check() == []
     finally:
+        items.drop(engine)
         engine.dispose()
+
+
+def eventually(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
+    """PostgreSQL's statistics views trail the writes by a moment."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_other_databases_have_nothing_to_keep() -> None:
+    engine = create_engine("sqlite://")
+    keeper = StatsKeeper(make_sessionmaker(engine), ["anything"])
+    keeper.dialect, keeper.enabled = "mysql", False
+    assert keeper.check() == []
+    assert keeper.start(threading.Event()) is None
 
 
 def test_a_failed_check_is_logged_and_the_loop_goes_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
-    missing = Table("missing", MetaData(), Column("pk", Integer, primary_key=True))
-    keeper = StatsKeeper(engine, make_sessionmaker(engine), missing.c.pk)
+    keeper = StatsKeeper(make_sessionmaker(engine), ["missing"])
     stop = threading.Event()
     calls: list[int] = []
     original = keeper.check
 
-    def counted() -> bool:
+    def counted() -> list[str]:
         calls.append(1)
         if len(calls) == 2:
             stop.set()
         return original()
 
     keeper.check = counted  # type: ignore[method-assign]
-    keeper.run(stop, every=0.01)
+    thread = keeper.start(stop, every=0.01)
+    assert thread is not None
+    thread.join(5)
     assert len(calls) == 2
     assert "could not refresh the planner statistics" in caplog.text

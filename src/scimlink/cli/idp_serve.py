@@ -23,6 +23,7 @@ from scimlink.idp.provisioning.engine import EngineConfig
 from scimlink.storage.db import make_engine
 from scimlink.storage.db import make_sessionmaker
 from scimlink.storage.db import read_session
+from scimlink.storage.planner import StatsKeeper
 
 log = logging.getLogger("scimlink.idp")
 
@@ -80,6 +81,7 @@ def start_engine(
         )
     for thread in threads:
         thread.start()
+    StatsKeeper(engine.sessions, schema.GROWING).start(stop)
     return stop, threads
 
 

@@ -18,7 +18,6 @@ from scimlink.config import Settings
 from scimlink.sp import jobs
 from scimlink.sp import schema
 from scimlink.sp.mail import SmtpSettings
-from scimlink.sp.models import SpUser
 from scimlink.storage.db import make_engine
 from scimlink.storage.db import make_sessionmaker
 from scimlink.storage.planner import StatsKeeper
@@ -116,12 +115,8 @@ def sp_serve(
     if settings.sp_jobs_interval > 0:
         runner = JobRunner(settings, engine, settings.sp_jobs_interval)
         runner.start()
-    stats = StatsKeeper(engine, make_sessionmaker(engine), SpUser.pk)
     stopped = threading.Event()
-    if stats.enabled:
-        threading.Thread(
-            target=stats.run, args=(stopped,), name="scimlink-planner-stats", daemon=True
-        ).start()
+    StatsKeeper(make_sessionmaker(engine), schema.GROWING).start(stopped)
     try:
         uvicorn.run(
             create_sp_app(settings, engine=engine, default_root=root),

@@ -11,6 +11,11 @@ from scimlink.storage.migrate import History
 
 HISTORY = History(Path(__file__).with_name("migrations"), "idp_alembic_version")
 
+#: Tables an import, a bound group or an initial sync makes grow fast: their planner
+#: statistics are kept current (:class:`scimlink.storage.planner.StatsKeeper`, beside the
+#: provisioning engine).
+GROWING = ("idp_users", "idp_group_members", "idp_outbox", "idp_links")
+
 
 def alembic_config(engine: Engine) -> Config:
     return HISTORY.config(engine)

@@ -11,6 +11,10 @@ from scimlink.storage.migrate import History
 
 HISTORY = History(Path(__file__).with_name("migrations"), "sp_alembic_version")
 
+#: Tables a bulk change makes grow fast: their planner statistics are kept current
+#: (:class:`scimlink.storage.planner.StatsKeeper`, in ``sp serve``).
+GROWING = ("sp_users", "sp_user_emails")
+
 
 def alembic_config(engine: Engine) -> Config:
     return HISTORY.config(engine)

@@ -1,28 +1,32 @@
-"""SQLite's query-planner statistics, kept current as the data grows.
+"""Query-planner statistics, refreshed as soon as a table has grown a lot.
 
-Without statistics SQLite assumes that an equality on an index's first column narrows the rows
-a lot. Most of our indexes start with ``tenant_id``, so for ``userName eq "a" or userName eq
-"b"`` ordered by ``pk`` it walks the tenant's whole ``(tenant_id, pk)`` index to avoid sorting a
-few rows, instead of probing the unique ``(tenant_id, user_name_key)`` index: every such lookup
-reads every user of the tenant. ``ANALYZE`` tells the planner how the rows really spread
-(https://sqlite.org/lang_analyze.html, "Approximate ANALYZE For Large Databases"); with
-``analysis_limit`` it samples each index, so its cost stays bounded however large tables grow.
+Both databases plan from statistics, and both have stale ones right after a bulk change: an
+import of 10 000 users, a group bound, an initial sync. SQLite without statistics assumes that
+an equality on an index's first column narrows the rows a lot, so with ``tenant_id`` first it
+answers ``userName eq "a" or userName eq "b"`` (ordered by ``pk``) by walking the tenant's whole
+``(tenant_id, pk)`` index instead of probing the unique ``(tenant_id, user_name_key)`` index.
+PostgreSQL's statistics trail its auto-analyze by up to a minute (``autovacuum_naptime``);
+until then a table that grew from nothing still looks tiny, and it reads a whole bound group's
+memberships, or scans them, for a batch of 20 users.
 
-PostgreSQL keeps its statistics itself (autovacuum's auto-analyze): nothing to do there.
+:class:`StatsKeeper` runs ``ANALYZE`` on a watched table once it has doubled since the last
+run (PostgreSQL: once the rows changed since its last analysis reach half of it), from 500 rows
+up. SQLite's analysis samples (``analysis_limit``), so its cost stays bounded however large a
+table grows (https://sqlite.org/lang_analyze.html); PostgreSQL's always samples.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement
-from sqlalchemy import Engine
+from sqlalchemy import Integer
 from sqlalchemy import func
+from sqlalchemy import literal_column
 from sqlalchemy import select
+from sqlalchemy import table as table_clause
 from sqlalchemy import text
-from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
@@ -31,57 +35,86 @@ from scimlink.storage.db import write_session
 
 log = logging.getLogger("scimlink.storage.planner")
 
-#: Rows ANALYZE samples per index: enough for the planner, cheap on any table.
+#: Rows SQLite's ANALYZE samples per index: enough for the planner, cheap on any table.
 ANALYSIS_LIMIT = 1000
 
 
-def analyze(sessions: sessionmaker[Session]) -> None:
-    """Refresh the statistics of every table (SQLite; a no-op elsewhere)."""
+def analyze(sessions: sessionmaker[Session], tables: Sequence[str]) -> None:
+    """Refresh the statistics of ``tables`` (names from our own schema, never user input)."""
     with write_session(sessions) as session:
-        if session.get_bind().dialect.name != "sqlite":
-            return
-        session.execute(text(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}"))
-        session.execute(text("ANALYZE"))
+        quote = session.get_bind().dialect.identifier_preparer.quote
+        if session.get_bind().dialect.name == "sqlite":
+            session.execute(text(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}"))
+        for table in tables:
+            session.execute(text(f"ANALYZE {quote(table)}"))
 
 
 class StatsKeeper:
-    """Runs :func:`analyze` whenever the table of ``key`` (its integer primary key) has grown
-    ``growth`` times since the last run and holds at least ``minimum`` rows: a bulk load is
-    planned from the right statistics within seconds, and a steady database is left alone."""
+    """Analyses each of ``tables`` when it has grown ``growth`` times since its last analysis
+    and holds at least ``minimum`` rows: a bulk change is planned from the right statistics
+    within seconds, and a steady database is left alone."""
 
     def __init__(
         self,
-        engine: Engine,
         sessions: sessionmaker[Session],
-        key: ColumnElement[Any] | QueryableAttribute[Any],
+        tables: Sequence[str],
         *,
         minimum: int = 500,
         growth: float = 2.0,
     ) -> None:
-        self.enabled = engine.dialect.name == "sqlite"
+        with sessions() as session:
+            self.dialect = session.get_bind().dialect.name
+        self.enabled = self.dialect in ("sqlite", "postgresql")
         self.sessions = sessions
-        self.key = key
+        self.tables = list(tables)
         self.minimum = minimum
         self.growth = growth
-        #: The table's size at the last analysis (0: not analysed by this keeper yet).
-        self.analysed_at = 0
+        #: SQLite: each table's size at its last analysis by this keeper.
+        self.analysed_at: dict[str, int] = {}
 
-    def rows(self) -> int:
-        """The table's size as its largest key: read from the index's end, no scan."""
-        with read_session(self.sessions) as session:
-            return int(session.execute(select(func.max(self.key))).scalar_one() or 0)
+    def _due_sqlite(self, session: Session, table: str) -> int | None:
+        # The largest rowid: read from the end of the table's b-tree, no scan.
+        largest = select(func.max(literal_column("rowid", Integer))).select_from(
+            table_clause(table)
+        )
+        rows = int(session.execute(largest).scalar_one() or 0)
+        threshold = max(self.minimum, self.analysed_at.get(table, 0) * self.growth)
+        return rows if rows >= threshold else None
 
-    def check(self) -> bool:
-        """Analyse if the table has grown enough; True when it did."""
+    def _due_postgresql(self, session: Session, table: str) -> int | None:
+        found = session.execute(
+            text(
+                "SELECT n_live_tup, n_mod_since_analyze FROM pg_stat_user_tables"
+                " WHERE relid = to_regclass(:table)"
+            ),
+            {"table": table},
+        ).one_or_none()
+        if found is None:
+            return None
+        live, changed = int(found[0]), int(found[1])
+        # Doubled: the rows changed since the last analysis are at least those it saw.
+        before = max(live - changed, 0)
+        grown = changed >= self.minimum and changed >= before * (self.growth - 1)
+        return live if grown else None
+
+    def check(self) -> list[str]:
+        """Analyse the tables that have grown enough; returns their names."""
         if not self.enabled:
-            return False
-        rows = self.rows()
-        if rows < max(self.minimum, self.analysed_at * self.growth):
-            return False
-        analyze(self.sessions)
-        log.info("planner statistics refreshed at %d rows (%s)", rows, self.key)
-        self.analysed_at = rows
-        return True
+            return []
+        due: dict[str, int] = {}
+        with read_session(self.sessions) as session:
+            for table in self.tables:
+                if self.dialect == "sqlite":
+                    rows = self._due_sqlite(session, table)
+                else:
+                    rows = self._due_postgresql(session, table)
+                if rows is not None:
+                    due[table] = rows
+        if due:
+            analyze(self.sessions, list(due))
+            self.analysed_at.update(due)
+            log.info("planner statistics refreshed: %s", due)
+        return list(due)
 
     def run(self, stop: threading.Event, every: float = 5.0) -> None:
         """Check every ``every`` seconds until ``stop`` is set; a failed check is logged."""
@@ -92,3 +125,13 @@ class StatsKeeper:
                 log.exception("could not refresh the planner statistics; trying again later")
             if stop.wait(every):
                 return
+
+    def start(self, stop: threading.Event, every: float = 5.0) -> threading.Thread | None:
+        """Run in a daemon thread until ``stop`` is set (nothing to do on other databases)."""
+        if not self.enabled:
+            return None
+        thread = threading.Thread(
+            target=self.run, args=(stop, every), name="scimlink-planner-stats", daemon=True
+        )
+        thread.start()
+        return thread
