@@ -306,6 +306,13 @@ def outbox_rows(sessions: sessionmaker[Session]) -> int:
         return int(session.execute(select(func.count()).select_from(OutboxRow)).scalar_one())
 
 
+def outbox_empty(sessions: sessionmaker[Session]) -> bool:
+    """The 50 ms completion poll: one index probe. A COUNT of a 100 000-row outbox every 50 ms
+    cost PostgreSQL a tenth of a core, charged to the sync's backends."""
+    with read_session(sessions) as session:
+        return session.execute(select(OutboxRow.pk).limit(1)).first() is None
+
+
 def sync(
     sessions: sessionmaker[Session],
     app: AppHalf,
@@ -322,19 +329,18 @@ def sync(
     before = cpu.snapshot()
     log(f"  bind_group queued {queued:,} pairs in {committed - began:.2f} s; draining")
     last_log = committed
-    remaining = queued
     progress: list[list[float]] = []  # seconds since the commit, pairs done, 1-min load average
     while True:
-        remaining = outbox_rows(sessions)
         now = time.perf_counter()
-        if remaining == 0:
+        if outbox_empty(sessions):
             break
         if any(p.poll() is not None for p in workers.processes):
             raise BenchmarkError("a worker exited during the sync")
         if now - committed > timeout:
-            raise BenchmarkError(f"sync not finished after {timeout:.0f} s: {remaining} left")
+            left = outbox_rows(sessions)
+            raise BenchmarkError(f"sync not finished after {timeout:.0f} s: {left} left")
         if now - last_log > 15:
-            done = queued - remaining
+            done = queued - outbox_rows(sessions)
             log(f"    {done:,}/{queued:,} done, {done / (now - committed):.1f} users/s")
             progress.append([round(now - committed, 1), done, round(os.getloadavg()[0], 2)])
             last_log = now
