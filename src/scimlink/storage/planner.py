@@ -10,7 +10,7 @@ until then a table that grew from nothing still looks tiny, and it reads a whole
 memberships, or scans them, for a batch of 20 users.
 
 :class:`StatsKeeper` runs ``ANALYZE`` on a watched table once it has doubled since the last
-run (PostgreSQL: once the rows changed since its last analysis reach half of it), from 500 rows
+run (PostgreSQL: once the rows changed since its last analysis match those it had), from 500 rows
 up. SQLite's analysis samples (``analysis_limit``), so its cost stays bounded however large a
 table grows (https://sqlite.org/lang_analyze.html); PostgreSQL's always samples.
 """
