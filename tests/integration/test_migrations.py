@@ -8,13 +8,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import Engine
 from sqlalchemy import create_engine
 from sqlalchemy import inspect
 from sqlalchemy import text
 
 from scimlink.idp import schema as idp_schema
+from scimlink.idp.models import IdpBase
 from scimlink.sp import schema
+from scimlink.sp.models import SpBase
 from scimlink.storage.db import make_engine
 from tests.conftest import Scim
 from tests.conftest import user_body
@@ -170,3 +174,17 @@ def test_directory_0002_keeps_released_outbox_rows_released(blank_engine: Engine
     assert "approved" not in columns
     assert "idp_workers" not in inspect(blank_engine).get_table_names()
     idp_schema.upgrade(blank_engine)
+
+
+@pytest.mark.parametrize("half", ["sp", "idp"])
+def test_the_models_match_the_migrations(blank_engine: Engine, half: str) -> None:
+    """Tables, columns and indexes as the ORM declares them are what the migrations build,
+    so a model change without its migration (or the reverse) fails here, not in production."""
+    history, base = (schema, SpBase) if half == "sp" else (idp_schema, IdpBase)
+    history.upgrade(blank_engine)
+    with blank_engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection,
+            opts={"include_name": lambda name, kind, _: not str(name).endswith("alembic_version")},
+        )
+        assert compare_metadata(context, base.metadata) == []
