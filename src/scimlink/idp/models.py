@@ -173,6 +173,7 @@ class Link(IdpBase):
     """What the application last accepted for a user: remote id, state and a hash of it."""
 
     __tablename__ = "idp_links"
+    __table_args__ = (Index("ix_idp_links_user", "user_id"),)
 
     app_id: Mapped[str] = mapped_column(
         ForeignKey("idp_applications.id", ondelete="CASCADE"), primary_key=True

@@ -1,28 +1,34 @@
-"""A worker's claim reads the first due rows of the outbox in order and stops at its batch.
+"""The engine's hot queries stay index probes as the directory grows (directory migration 0003).
 
 A bind or an import enqueues a whole group in one transaction, so every row shares one
 ``due_at``; an index without ``pk`` left the planner to read and sort the whole queue on
-every claim (38 ms per claim at 100k queued rows on PostgreSQL, 0.1 ms with the index).
+every claim (38 ms per claim at 100k queued rows on PostgreSQL, 0.1 ms with the index). A
+directory change finds the user's applications through their links; without an index on
+``user_id`` that read every link (13.6 ms a change at 100k links).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy import event
 from sqlalchemy import insert
 from sqlalchemy import inspect
+from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from scimlink.idp import outbox
 from scimlink.idp import schema
 from scimlink.idp.models import Application
+from scimlink.idp.models import Link
 from scimlink.idp.models import OutboxRow
 from scimlink.storage.base import utcnow
 from scimlink.storage.db import make_sessionmaker
@@ -31,12 +37,13 @@ from tests.integration.idp_fixtures import DIALECTS
 from tests.integration.idp_fixtures import directory_database
 
 QUEUED = 5000
+T = TypeVar("T")
 
 
 @pytest.fixture(params=DIALECTS)
 def queued(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An active application with a queue enqueued in one transaction, planner statistics
-    current (as ``StatsKeeper`` keeps them beside the engine)."""
+    """An active application with a queue enqueued in one transaction and as many links,
+    planner statistics current (as ``StatsKeeper`` keeps them beside the engine)."""
     with directory_database(request.param, tmp_path) as engine:
         due = utcnow() - timedelta(seconds=1)
         with Session(engine) as session:
@@ -51,13 +58,20 @@ def queued(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
                     for _ in range(QUEUED)
                 ],
             )
+            session.execute(
+                insert(Link),
+                [
+                    {"app_id": "a1", "user_id": f"u{i}", "username": f"u{i}", "state": "active"}
+                    for i in range(QUEUED)
+                ],
+            )
             session.commit()
         analyze(make_sessionmaker(engine), schema.GROWING)
         yield engine
 
 
-def claim_plan(engine: Engine) -> tuple[list[int], str]:
-    """The pks one claim takes, and the database's plan for its SELECT."""
+def plans(engine: Engine, run: Callable[[Session], T]) -> tuple[T, dict[str, str]]:
+    """What ``run`` returns, and the database's plan for each SELECT it issued, by statement."""
     statements: list[tuple[str, object]] = []
 
     def capture(_c: object, _cur: object, statement: str, params: object, *_: object) -> None:
@@ -67,42 +81,58 @@ def claim_plan(engine: Engine) -> tuple[list[int], str]:
     with Session(engine) as session:
         event.listen(engine, "before_cursor_execute", capture)
         try:
-            taken = [item.pk for item in outbox.claim(session, "w1", limit=50)]
+            result = run(session)
         finally:
             event.remove(engine, "before_cursor_execute", capture)
         session.rollback()
-    statement, params = statements[0]
+    return result, {statement: plan(engine, statement, params) for statement, params in statements}
+
+
+def plan(engine: Engine, statement: str, params: object) -> str:
     with engine.connect() as connection:
         if engine.dialect.name == "postgresql":
             rows = connection.exec_driver_sql(f"EXPLAIN {statement}", params)  # type: ignore[arg-type]
         else:
             rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)  # type: ignore[arg-type]
-        return taken, " | ".join(str(row[-1]) for row in rows)
+        return " | ".join(str(row[-1]) for row in rows)
 
 
 def test_a_claim_takes_the_first_rows_in_order_through_the_index(queued: Engine) -> None:
-    taken, plan = claim_plan(queued)
+    claimed, found = plans(queued, lambda session: outbox.claim(session, "w1", limit=50))
+    taken = [item.pk for item in claimed]
+    (claim_plan,) = found.values()
     with queued.connect() as connection:
         first = connection.execute(text("SELECT pk FROM idp_outbox ORDER BY pk LIMIT 50"))
         assert taken == list(first.scalars())
-    assert "ix_idp_outbox_due" in plan
-    assert "Sort" not in plan  # PostgreSQL: an ordered index scan under the LIMIT
-    assert "TEMP B-TREE" not in plan  # SQLite: no sorter either
+    assert "ix_idp_outbox_due" in claim_plan
+    assert "Sort" not in claim_plan  # PostgreSQL: an ordered index scan under the LIMIT
+    assert "TEMP B-TREE" not in claim_plan  # SQLite: no sorter either
+
+
+def test_a_directory_change_finds_the_users_links_through_the_index(queued: Engine) -> None:
+    def change(session: Session) -> list[str]:
+        outbox.enqueue_users(session, ["u7"], "changed")
+        return list(session.scalars(select(OutboxRow.cause).where(OutboxRow.user_id == "u7")))
+
+    causes, found = plans(queued, change)
+    assert causes == ["changed"]  # the linked application was found
+    (links,) = [p for s, p in found.items() if "WHERE idp_links.user_id IN" in s]
+    assert "ix_idp_links_user" in links
+    assert "Seq Scan" not in links
 
 
 def test_0003_round_trips(tmp_path: Path) -> None:
     with directory_database("sqlite", tmp_path) as engine:
 
-        def due_columns() -> list[str | None]:
-            (index,) = [
-                i
-                for i in inspect(engine).get_indexes("idp_outbox")
-                if i["name"] == "ix_idp_outbox_due"
-            ]
-            return list(index["column_names"])
+        def indexes() -> dict[str | None, list[str | None]]:
+            found = [*inspect(engine).get_indexes("idp_outbox")]
+            found += inspect(engine).get_indexes("idp_links")
+            return {i["name"]: list(i["column_names"]) for i in found}
 
-        assert due_columns() == ["held", "due_at", "pk"]
+        assert indexes()["ix_idp_outbox_due"] == ["held", "due_at", "pk"]
+        assert indexes()["ix_idp_links_user"] == ["user_id"]
         schema.downgrade(engine, "0002")
-        assert due_columns() == ["held", "due_at"]
+        assert indexes()["ix_idp_outbox_due"] == ["held", "due_at"]
+        assert "ix_idp_links_user" not in indexes()
         schema.upgrade(engine)
-        assert due_columns() == ["held", "due_at", "pk"]
+        assert indexes()["ix_idp_outbox_due"] == ["held", "due_at", "pk"]
