@@ -307,11 +307,10 @@ def outbox_rows(sessions: sessionmaker[Session]) -> int:
 
 
 def outbox_empty(sessions: sessionmaker[Session]) -> bool:
-    """The 50 ms completion poll: one probe of the claim's index. A COUNT of a 100 000-row
+    """The 50 ms completion poll: the head of the claim's index. A COUNT of a 100 000-row
     outbox every 50 ms cost PostgreSQL a tenth of a core, charged to the sync's backends; a
-    bare ``LIMIT 1`` is a sequential scan that reads every page the sync has emptied so far
-    (0.7 ms a poll at 30 000 pairs). In index order, entries of deleted rows are marked dead
-    the first time they are passed, and later polls skip them."""
+    bare ``LIMIT 1`` is a sequential scan from the heap's first page, over every page the sync
+    has emptied so far (0.7 ms a poll at 30 000 pairs)."""
     order = (OutboxRow.held, OutboxRow.due_at, OutboxRow.pk)
     with read_session(sessions) as session:
         return session.execute(select(OutboxRow.pk).order_by(*order).limit(1)).first() is None
