@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy import select
 
+from scimlink.errors import ConflictError
 from scimlink.errors import NotFoundError
 from scimlink.sp import lifecycle
 from scimlink.sp import profiles
@@ -146,3 +147,29 @@ def test_a_user_created_inactive_starts_preserved(scim: Scim, engine: Engine) ->
     user = create_user(scim, user_body(active=False))
     assert _row(engine, user["id"])[:2] == ("preserved", "idp")
     assert user["active"] is False
+
+
+def test_an_account_added_by_hand_meets_the_same_profile_and_storage_checks(
+    tenant: Tenant, engine: Engine
+) -> None:
+    """A manual account is placed by the administrator, not by a SCIM mapping, and is refused
+    as a SCIM create would be: a full profile, an unhealthy storage."""
+    with write_session(make_sessionmaker(engine)) as session:
+        profiles.create_profile(session, tenant.id, "Tiny", max_users=1)
+        profiles.create_storage(session, tenant.id, "Flaky", "us-east-1")
+        profiles.set_storage_health(session, tenant.id, "Flaky", False)
+        lifecycle.add_account(session, tenant.id, "first@example.com", "First", profile="Tiny")
+    sessions = make_sessionmaker(engine)
+    with (
+        pytest.raises(ConflictError, match="'Tiny' has reached its maximum of 1 users"),
+        write_session(sessions) as session,
+    ):
+        lifecycle.add_account(session, tenant.id, "second@example.com", "Two", profile="Tiny")
+    with (
+        pytest.raises(ConflictError, match="storage 'Flaky' is unhealthy"),
+        write_session(sessions) as session,
+    ):
+        lifecycle.add_account(session, tenant.id, "third@example.com", "Three", storage="Flaky")
+    with write_session(make_sessionmaker(engine)) as session:
+        emails = session.execute(select(SpUser.user_name).where(SpUser.tenant_id == tenant.id))
+        assert list(emails.scalars()) == ["first@example.com"]

@@ -28,7 +28,7 @@ from scimlink.sp.models import Profile
 from scimlink.sp.models import SpUser
 from scimlink.sp.models import Storage
 from scimlink.sp.models import Tenant
-from scimlink.sp.scim_mappings import Placement
+from scimlink.sp.scim_mappings import placement_in
 from scimlink.sp.scim_mappings import refusal
 from scimlink.storage.base import utcnow
 
@@ -128,9 +128,7 @@ def add_account(
         raise ConflictError(f"A user with the e-mail address {email} already exists.")
     chosen_profile = profiles.find_profile(session, tenant_id, profile)
     chosen_storage = profiles.find_storage(session, tenant_id, storage)
-    refused = refusal(
-        session, Placement("", chosen_profile.id, chosen_storage.id, quota_gb, False, "")
-    )
+    refused = refusal(session, placement_in(chosen_profile, chosen_storage, quota_gb))
     if refused is not None:
         raise ConflictError(refused[1])
     now = utcnow()

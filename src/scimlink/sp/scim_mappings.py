@@ -8,9 +8,11 @@ bottom; deleting one keeps the users it placed.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy import func
 from sqlalchemy import or_
 from sqlalchemy import select
@@ -45,6 +47,11 @@ class Placement:
     quota_gb: int | None
     send_activation_email: bool
     mapping_name: str
+    #: What the create policy checks, read with the mapping (one query per create).
+    profile_name: str
+    max_users: int | None
+    storage_name: str
+    storage_healthy: bool
 
 
 def create_mapping(
@@ -169,22 +176,51 @@ def delete_mapping(session: Session, tenant_id: str, ref: str) -> None:
     session.flush()
 
 
-def rules(mappings: list[ScimMapping]) -> list[MappingRule]:
+def rules(mappings: Sequence[Any]) -> list[MappingRule]:
+    """Rules from mappings (ORM objects or rows with the same names), in priority order."""
     return [
         MappingRule(m.id, m.name, Criteria(m.any_user, m.attribute, tuple(m.values)))
         for m in mappings
     ]
 
 
+#: The tenant's mappings in priority order, each with what its placement is checked against.
+_CANDIDATES = (
+    select(
+        ScimMapping.id,
+        ScimMapping.name,
+        ScimMapping.any_user,
+        ScimMapping.attribute,
+        ScimMapping.values,
+        ScimMapping.profile_id,
+        ScimMapping.storage_id,
+        ScimMapping.quota_gb,
+        ScimMapping.send_activation_email,
+        Profile.name.label("profile_name"),
+        Profile.max_users,
+        Storage.name.label("storage_name"),
+        Storage.healthy,
+    )
+    .join(Profile, Profile.id == ScimMapping.profile_id)
+    .join(Storage, Storage.id == ScimMapping.storage_id)
+    .where(ScimMapping.tenant_id == bindparam("tenant_id"))
+    .order_by(ScimMapping.position)
+)
+
+
 def evaluate_for(
     session: Session, tenant_id: str, document: dict[str, Any]
 ) -> tuple[Evaluation, Placement | None]:
-    """Evaluate the tenant's mappings for a SCIM user document, as a create would."""
-    mappings = list_mappings(session, tenant_id)
-    evaluation = evaluate(rules(mappings), document)
+    """Evaluate the tenant's mappings for a SCIM user document, as a create would.
+
+    One Core query reads the mappings with their profiles and storages: every SCIM create
+    runs this, so it costs one round trip and no ORM objects.
+    """
+    candidates = session.connection().execute(_CANDIDATES, {"tenant_id": tenant_id}).all()
+    evaluation = evaluate(rules(candidates), document)
     if evaluation.matched is None:
         return evaluation, None
-    chosen = next(m for m in mappings if m.id == evaluation.matched.id)
+    chosen = next(c for c in candidates if c.id == evaluation.matched.id)
     return evaluation, Placement(
         chosen.id,
         chosen.profile_id,
@@ -192,6 +228,26 @@ def evaluate_for(
         chosen.quota_gb,
         chosen.send_activation_email,
         chosen.name,
+        chosen.profile_name,
+        chosen.max_users,
+        chosen.storage_name,
+        chosen.healthy,
+    )
+
+
+def placement_in(profile: Profile, storage: Storage, quota_gb: int | None) -> Placement:
+    """A placement chosen by hand (a manually added user), without a mapping."""
+    return Placement(
+        "",
+        profile.id,
+        storage.id,
+        quota_gb,
+        False,
+        "",
+        profile.name,
+        profile.max_users,
+        storage.name,
+        storage.healthy,
     )
 
 
@@ -291,15 +347,11 @@ def preview(
     if placement is None:
         result["rejection"] = evaluation.rejection
         return result
-    profile = session.get(Profile, placement.profile_id)
-    storage = session.get(Storage, placement.storage_id)
     assert evaluation.matched is not None
-    assert profile is not None
-    assert storage is not None
     result.update(
         mapping=evaluation.matched.name,
-        profile=profile.name,
-        storage=storage.name,
+        profile=placement.profile_name,
+        storage=placement.storage_name,
         quota_gb=placement.quota_gb,
         send_activation_email=placement.send_activation_email,
     )
@@ -315,19 +367,22 @@ def refusal(session: Session, placement: Placement) -> tuple[int, str] | None:
     A full profile is the administrator's to fix (400); an unhealthy storage may recover, so
     the IdP should retry later (503).
     """
-    profile = session.get(Profile, placement.profile_id)
-    assert profile is not None
-    if profile.max_users is not None:
+    if placement.max_users is not None:
         used = session.execute(
-            select(func.count()).where(SpUser.profile_id == profile.id, SpUser.state == "active")
+            select(func.count()).where(
+                SpUser.profile_id == placement.profile_id, SpUser.state == "active"
+            )
         ).scalar_one()
-        if used >= profile.max_users:
+        if used >= placement.max_users:
             return (
                 400,
-                f"The profile '{profile.name}' has reached its maximum of {profile.max_users} users.",
+                f"The profile '{placement.profile_name}' has reached its maximum of "
+                f"{placement.max_users} users.",
             )
-    storage = session.get(Storage, placement.storage_id)
-    assert storage is not None
-    if not storage.healthy:
-        return 503, f"The storage '{storage.name}' is unhealthy; users cannot be created on it now."
+    if not placement.storage_healthy:
+        return (
+            503,
+            f"The storage '{placement.storage_name}' is unhealthy; users cannot be created on "
+            "it now.",
+        )
     return None
