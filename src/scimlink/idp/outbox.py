@@ -17,6 +17,7 @@ from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import Table
 from sqlalchemy import and_
 from sqlalchemy import bindparam
 from sqlalchemy import delete
@@ -38,6 +39,7 @@ from scimlink.storage.base import utcnow
 from scimlink.storage.upsert import upsert
 
 _CHUNK = 500
+_LINKS: Table = Link.__table__  # type: ignore[assignment]
 
 
 def _chunks(items: list[str]) -> Iterable[list[str]]:
@@ -250,8 +252,8 @@ def mark_pending(session: Session, claimed: list[Claimed]) -> None:
             select(DirectoryUser.id, DirectoryUser.username).where(DirectoryUser.id.in_(new))
         ).all()
         now = utcnow()
-        session.execute(
-            insert(Link),
+        session.connection().execute(
+            insert(_LINKS),
             [
                 {
                     "app_id": app_id,

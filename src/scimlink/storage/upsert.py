@@ -33,7 +33,8 @@ def upsert(
     if not rows:
         return
     dialect = session.get_bind().dialect.name
-    statement: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(model)
+    # On the table, not the mapped class: a Core executemany, without the ORM's bulk path.
+    statement: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(model.__table__)
     excluded = statement.excluded
     values = (
         set_(excluded)
@@ -42,4 +43,4 @@ def upsert(
     )
     statement = statement.on_conflict_do_update(index_elements=keys, set_=values)
     for start in range(0, len(rows), _CHUNK):
-        session.execute(statement, list(rows[start : start + _CHUNK]))
+        session.connection().execute(statement, list(rows[start : start + _CHUNK]))
