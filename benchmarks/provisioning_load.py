@@ -369,6 +369,14 @@ def sync(
         lookup_calls = session.execute(
             select(func.count(LogEntry.correlation_id.distinct())).where(LogEntry.step == "lookup")
         ).scalar_one()
+        # The engine's own timing of each POST (its log): comparable with the baseline's latency.
+        create_ms = list(
+            session.execute(
+                select(LogEntry.duration_ms).where(
+                    LogEntry.step == "create", LogEntry.duration_ms.is_not(None)
+                )
+            ).scalars()
+        )
     result = {
         "users": users,
         "queued": queued,
@@ -381,6 +389,7 @@ def sync(
         "log_steps": steps,
         "log_rows_by_method": methods,
         "lookup_calls": lookup_calls,
+        "create_latency": distribution(create_ms) if create_ms else None,
         "cpu": CpuMeter.delta(before, after, users),
         "progress": progress,
     }
