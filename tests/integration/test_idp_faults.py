@@ -682,6 +682,80 @@ def test_a_refused_batched_lookup_falls_back_to_one_lookup_per_user(
     world.assert_all_delivered(names + more)
 
 
+def _names_per_lookup(faulty: FaultyTransport) -> list[tuple[int, int | None]]:
+    """How many users each ``GET /Users?filter=`` asked for, and its status."""
+    return [
+        (s.url.count("userName+eq"), s.status)
+        for s in faulty.seen
+        if s.method == "GET" and "filter=" in s.url
+    ]
+
+
+def test_a_filter_too_long_for_the_target_is_asked_again_for_half_as_many(
+    make_world: Callable[..., World], faulty: FaultyTransport
+) -> None:
+    """A 400 to a batched lookup (a target's filter limits) halves it at once and for later
+    batches; the users still get one shared lookup, not one call each."""
+    world = make_world(EngineConfig(lookup_batch=8))
+    names = world.add_users("half", 8)
+    faulty.answer(400, method="GET", mentions=BATCHED, times=1)
+    world.bind()
+    assert world.drain() == 8
+    assert _names_per_lookup(faulty) == [(8, 400), (4, 200), (4, 200)]
+    world.assert_all_delivered(names)
+
+    faulty.reset_counts()
+    more = world.add_users("half2", 6)
+    assert world.drain() == 6
+    assert _names_per_lookup(faulty) == [(4, 200), (2, 200)]
+    world.assert_all_delivered(names + more)
+
+
+def test_a_target_without_filtering_is_asked_one_user_at_a_time(
+    world: World, faulty: FaultyTransport
+) -> None:
+    """501 (RFC 7644 §3.12): filtering is not implemented, so batching is not tried again."""
+    names = world.add_users("nofilter", 3)
+    faulty.answer(501, method="GET", mentions=BATCHED)
+    world.bind()
+    assert world.drain() == 3
+    assert _names_per_lookup(faulty) == [(3, 501), (1, 200), (1, 200), (1, 200)]
+    faulty.reset_counts()
+    more = world.add_users("nofilter2", 2)
+    assert world.drain() == 2
+    assert _names_per_lookup(faulty) == [(1, 200), (1, 200)]
+    world.assert_all_delivered(names + more)
+
+
+def test_a_batch_past_half_its_lease_releases_the_pairs_it_has_not_started(
+    world: World, faulty: FaultyTransport, clock: FakeClock
+) -> None:
+    """A slow application must not keep pairs claimed past their lease, or another worker
+    would take them while this one still holds them: the rest go back, unsent, due now."""
+    names = world.add_users("lease", 4)
+    slow = world.engine.config.lease / 2 + timedelta(seconds=1)
+    faulty.before(lambda _: clock.advance(slow), method="POST", times=1)
+    world.bind()
+    assert world.run_once() == 4
+
+    assert faulty.count("POST") == 1
+    [created] = [name for name in names if world.link(name).state == "active"]
+    rows = world.rows()
+    assert set(rows) == set(names) - {created}
+    assert all(row.attempts == 0 and row.last_error is None for row in rows.values())
+    assert all(row.due_at <= clock() for row in rows.values())
+    with read_session(world.sessions) as session:
+        leased = session.execute(
+            select(OutboxRow.claimed_until).where(OutboxRow.app_id == world.app_id)
+        ).scalars()
+        assert set(leased) == {None}
+    assert {world.link(name).state for name in rows} == {"pending"}
+
+    assert world.drain() == 3
+    assert faulty.count("POST") == 4
+    world.assert_all_delivered(names)
+
+
 def test_a_capped_batched_answer_counts_only_what_it_shows(
     world: World, faulty: FaultyTransport
 ) -> None:

@@ -670,6 +670,29 @@ def test_two_engines_draining_concurrently_deliver_each_user_exactly_once(
 # -- PATCH or PUT --------------------------------------------------------------------------------
 
 
+def test_claims_share_a_burst_among_all_claimers_and_take_full_batches_of_a_backlog(
+    scene: Scene,
+) -> None:
+    """Each claim takes an equal share of what is due (at least a lookup's worth), so a burst
+    of a few hundred keeps every thread busy; a backlog of a batch each gives full batches."""
+    burst = scene.group("Burst")
+    names = scene.users("burst", 30, burst)
+    scene.bind(burst)
+    engine = scene.make_engine(config=EngineConfig(batch=10, lookup_batch=3))
+    engine.claimers = 2
+    assert engine.run_once(app_id=scene.app_id) == 10  # 30 due: a full batch each
+    engine.claimers = 4
+    assert engine.run_once(app_id=scene.app_id) == 5  # 20 due, 4 claimers
+    engine.peers = 2  # two engines alive: 8 claimers in all
+    assert engine.run_once(app_id=scene.app_id) == 3  # 15 due: 2 each, but a lookup's worth
+    engine.claimers = engine.peers = 1
+    assert engine.run_once(app_id=scene.app_id) == 10  # alone: full batches, no count
+    engine.claimers = 4
+    assert engine.run_once(app_id=scene.app_id) == 2
+    assert engine.run_once(app_id=scene.app_id) == 0
+    assert {getattr(scene.link(name), "state", None) for name in names} == {"active"}
+
+
 def test_a_target_without_patch_is_updated_with_put(
     make_scene: Callable[[FaultyTransport], Scene],
 ) -> None:

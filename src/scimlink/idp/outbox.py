@@ -183,6 +183,35 @@ class Claimed:
     attempts: int
 
 
+def _due(now: datetime, app_id: str | None, user_id: str | None) -> list[Any]:
+    """Rows a worker may take now: due, not held, not leased, of an open application."""
+    where: list[Any] = [
+        OutboxRow.held.is_(False),
+        OutboxRow.due_at <= now,
+        or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now),
+        Application.idm_state == "active",
+        or_(Application.quarantined_until.is_(None), Application.quarantined_until <= now),
+    ]
+    if app_id is not None:
+        where.append(OutboxRow.app_id == app_id)
+    if user_id is not None:
+        where.append(OutboxRow.user_id == user_id)
+    return where
+
+
+def due_count(session: Session, *, now: datetime, cap: int, app_id: str | None = None) -> int:
+    """How many rows a worker could claim now, counted up to ``cap`` (an index walk of at most
+    ``cap`` entries, whatever the backlog)."""
+    due = (
+        select(OutboxRow.pk)
+        .join(Application, Application.id == OutboxRow.app_id)
+        .where(*_due(now, app_id, None))
+        .limit(cap)
+        .subquery()
+    )
+    return int(session.execute(select(func.count()).select_from(due)).scalar_one())
+
+
 def claim(
     session: Session,
     worker: str,
@@ -206,21 +235,11 @@ def claim(
             OutboxRow.attempts,
         )
         .join(Application, Application.id == OutboxRow.app_id)
-        .where(
-            OutboxRow.held.is_(False),
-            OutboxRow.due_at <= now,
-            or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now),
-            Application.idm_state == "active",
-            or_(Application.quarantined_until.is_(None), Application.quarantined_until <= now),
-        )
+        .where(*_due(now, app_id, user_id))
         .order_by(OutboxRow.due_at, OutboxRow.pk)
         .limit(limit)
         .with_for_update(skip_locked=True, of=OutboxRow)
     )
-    if app_id is not None:
-        query = query.where(OutboxRow.app_id == app_id)
-    if user_id is not None:
-        query = query.where(OutboxRow.user_id == user_id)
     claimed = [Claimed(*row) for row in session.execute(query)]
     if claimed:
         session.execute(

@@ -70,7 +70,9 @@ TransportFactory = Callable[[Application], httpx2.BaseTransport | None]
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     lease: timedelta = timedelta(minutes=2)
-    batch: int = 20
+    #: Pairs claimed together. A batch's fixed cost (claim, reads, one commit: about 9 ms of a
+    #: worker's CPU on SQLite) is shared by its pairs: 20 cost 1.37 ms a user, 100 cost 1.03.
+    batch: int = 100
     timeout: float = 15.0
     #: Quarantine: of the last ``window`` calls, at least ``minimum`` made and ``ratio`` failed.
     window: int = 40
@@ -378,10 +380,13 @@ class Engine:
         self._slots: dict[str, tuple[int, threading.BoundedSemaphore]] = {}
         #: Engines alive, this one included (1 until ``run_forever`` learns otherwise).
         self.peers = 1
+        #: Threads claiming in this engine (``run_forever``'s; 1 for ``drain``).
+        self.claimers = 1
         self._slots_lock = threading.Lock()
         self._targets = threading.local()
-        #: Applications that refused a batched lookup: they are asked one user at a time.
-        self._single_lookups: set[str] = set()
+        #: Users per batched lookup, for applications that refused a larger one (400: their
+        #: filter limits); below 2, they are asked one user at a time.
+        self._lookup_sizes: dict[str, int] = {}
 
     def target(self, app: Application) -> ScimTarget:
         base_url, token = app.base_url or "", ""
@@ -452,18 +457,31 @@ class Engine:
 
     def run_once(self, *, app_id: str | None = None, limit: int | None = None) -> int:
         """Claim and process one batch; returns how many pairs were processed."""
+        now = self.clock()
         with write_session(self.sessions) as session:
             claimed = outbox.claim(
                 session,
                 self.worker,
-                now=self.clock(),
-                limit=limit or self.config.batch,
+                now=now,
+                limit=limit or self._claim_size(session, now, app_id),
                 lease=self.config.lease,
                 app_id=app_id,
             )
             outbox.mark_pending(session, claimed)
-        self.process_batch(claimed)
+        self.process_batch(claimed, deadline=now + self.config.lease / 2)
         return len(claimed)
+
+    def _claim_size(self, session: Session, now: datetime, app_id: str | None) -> int:
+        """A full batch when the backlog has one for every claimer (this engine's threads,
+        times the engines alive); otherwise an equal share, at least one lookup's worth, so a
+        burst of a few hundred pairs is spread over all of them, not taken by the first."""
+        batch = self.config.batch
+        claimers = self.claimers * max(1, self.peers)
+        if claimers <= 1:
+            return batch
+        backlog = outbox.due_count(session, now=now, cap=batch * claimers, app_id=app_id)
+        share = -(-backlog // claimers)
+        return min(batch, max(self.config.lookup_batch, share))
 
     def drain(
         self, *, app_id: str | None = None, progress: Callable[[int], None] | None = None
@@ -493,6 +511,7 @@ class Engine:
             finally:
                 self.close()
 
+        self.claimers = threads
         claimers = [threading.Thread(target=loop, daemon=True) for _ in range(threads)]
         for thread in claimers:
             thread.start()
@@ -518,12 +537,18 @@ class Engine:
         return self.process_batch([claimed], correlation_id=correlation_id)[0]
 
     def process_batch(
-        self, claimed: list[outbox.Claimed], *, correlation_id: str | None = None
+        self,
+        claimed: list[outbox.Claimed],
+        *,
+        correlation_id: str | None = None,
+        deadline: datetime | None = None,
     ) -> list[Outcome]:
         """Process claimed pairs application by application; outcomes in claim order.
 
         Each application's pairs are read in a few set-based queries, the users that need a
         lookup are looked up together, and the outcomes are written in one transaction.
+        Pairs not started by ``deadline`` (half the lease, for a slow application) are
+        released unsent, so no other worker claims a pair this one is still working on.
         """
         by_app: dict[str, list[outbox.Claimed]] = {}
         for item in claimed:
@@ -532,7 +557,7 @@ class Engine:
         for app_id, items in by_app.items():
             with read_session(self.sessions) as session:
                 pairs = load_pairs(session, app_id, [item.user_id for item in items])
-            outcomes.update(self._process_app(items, pairs, correlation_id))
+            outcomes.update(self._process_app(items, pairs, correlation_id, deadline))
         return [outcomes[item.pk] for item in claimed]
 
     def _open(self, app: Application) -> bool:
@@ -550,6 +575,7 @@ class Engine:
         items: list[outbox.Claimed],
         pairs: dict[str, PairState],
         correlation_id: str | None,
+        deadline: datetime | None = None,
     ) -> dict[int, Outcome]:
         writes = _Writes()
         outcomes = {item.pk: Outcome() for item in items}
@@ -569,6 +595,9 @@ class Engine:
         lookups = self._lookup_many([(i.user_id, p) for i, p in todo if needs_lookup(p)])
         stopped = False
         for item, pair in todo:
+            if not stopped and deadline is not None and self.clock() >= deadline:
+                log.info("%s: batch past half its lease; releasing the rest", pair.app.label)
+                stopped = True
             if stopped:
                 writes.released.append(item)
                 continue
@@ -617,15 +646,19 @@ class Engine:
 
         Only an answer that is certainly complete counts as "not there"; anything else (an
         error, a filter the target refuses, a capped page) leaves those users to the
-        one-by-one lookup, which handles failures as any call does.
+        one-by-one lookup, which handles failures as any call does. A target that finds the
+        filter too long or complex (400) is asked again for half as many, from then on.
         """
         if len(wanted) < 2:
             return {}
         app = wanted[0][1].app
-        if app.id in self._single_lookups:
-            return {}
         found: dict[str, Lookup] = {}
-        for chunk in _lookup_chunks(wanted, self.config.lookup_batch):
+        left = wanted
+        while left:
+            size = self._lookup_sizes.get(app.id, self.config.lookup_batch)
+            if size < 2:
+                return found
+            chunk = next(_lookup_chunks(left, size))
             correlation = uuid.uuid4().hex
             with self._slot(app):
                 self._wait_for_rate(app)
@@ -633,19 +666,27 @@ class Engine:
                 target.correlation_id = correlation
                 exchange = target.find_many([pair.username for _, pair in chunk])
             status = exchange.status
+            if status == 501:
+                # Filtering not implemented at all (RFC 7644 §3.12): one user at a time.
+                log.info("batched lookup in %s not implemented (%s)", app.label, exchange.detail)
+                self._lookup_sizes[app.id] = 1
+                return found
             if status is None or status in (401, 429) or status >= 500:
                 # Down, throttled or refusing the token: every user of the batch fails as
                 # its own lookup would have, without asking the target again.
                 # Users answered by an earlier chunk keep their answer.
                 failed = Lookup(Step("unanswered", exchange, exchange.detail, correlation), None)
-                found.update((user_id, failed) for user_id, _ in wanted if user_id not in found)
+                found.update((user_id, failed) for user_id, _ in left)
                 return found
             if status != 200 or not isinstance(exchange.response, dict):
-                if status in (400, 501):
-                    self._single_lookups.add(app.id)
                 log.info("batched lookup in %s refused (%s)", app.label, exchange.detail)
+                if status == 400:
+                    # Too long or too complex for the target's filter limits (or no ``or``).
+                    self._lookup_sizes[app.id] = len(chunk) // 2
+                    continue
                 return found
             found.update(_answers(exchange, chunk, correlation))
+            left = left[len(chunk) :]
         return found
 
     def _commit(self, writes: _Writes, then: Callable[[Session], None] | None = None) -> None:
