@@ -17,6 +17,8 @@ from sqlalchemy import Engine
 from scimlink.config import Settings
 from scimlink.scim.filter import Compare
 from scimlink.scim.filter import parse_filter
+from scimlink.sp.user_filters import UserScope
+from scimlink.storage.filter_sql import compile_filter
 from scimlink.web.app import create_sp_app
 from tests.conftest import ENTERPRISE
 from tests.conftest import Scim
@@ -80,6 +82,57 @@ def test_f1_case_exact_attributes_stay_case_exact(scim: Scim) -> None:
     assert _ids(scim, 'externalId co "c-"') == set()
     assert _ids(scim, 'externalId ew "C-1"') == {user}
     assert _ids(scim, 'externalId ew "c-1"') == set()
+
+
+# -- F1: many names in one lookup (``userName eq … or userName eq …``) -------------------------
+
+
+def test_f1_or_of_equal_names_matches_each_name_ignoring_case(scim: Scim) -> None:
+    wanted = {name: _user(scim, user_body(name)) for name in ("ann", "bob", "cy")}
+    _user(scim, user_body("dee"))
+    names = " or ".join(f'userName eq "{name.upper()}"' for name in [*wanted, "nobody"])
+    assert _ids(scim, names, search=True) == set(wanted.values())
+    # Twice the same name, and fullwidth letters, as a single name would be.
+    assert _ids(scim, 'userName eq "ann" or USERNAME eq "\uff41nn"') == {wanted["ann"]}
+
+
+def test_f1_or_of_equal_case_exact_values_stays_case_exact(scim: Scim) -> None:
+    upper = _user(scim, user_body(externalId="ID-A"))
+    lower = _user(scim, user_body(externalId="id-b"))
+    assert _ids(scim, 'externalId eq "ID-A" or externalId eq "ID-B"') == {upper}
+    assert _ids(scim, 'externalId eq "id-a" or externalId eq "id-b"') == {lower}
+
+
+def test_f1_or_across_attributes_and_multi_valued_paths_still_match(scim: Scim) -> None:
+    by_name = _user(scim, user_body("named", emails=[{"value": "n@example.com"}]))
+    by_mail = _user(scim, user_body("mailed", emails=[{"value": "m@example.com"}]))
+    by_id = _user(scim, user_body("ided", externalId="E-9"))
+    assert _ids(scim, 'userName eq "named" or externalId eq "E-9"') == {by_name, by_id}
+    assert _ids(scim, 'emails.value eq "n@example.com" or emails.value eq "M@example.com"') == {
+        by_name,
+        by_mail,
+    }
+    assert _ids(scim, 'userName eq "named" or userName sw "mail"') == {by_name, by_mail}
+    assert _ids(scim, 'userName eq "named" or userName eq null') == {by_name}
+    assert _ids(scim, "active eq true or active eq false") == {by_name, by_mail, by_id}
+
+
+def test_f1_a_control_character_in_any_name_is_invalid_filter(scim: Scim) -> None:
+    _user(scim, user_body("ann"))
+    _refused(scim, 'userName eq "ann" or userName eq "b\\u0001"')
+
+
+def test_f1_or_of_equal_names_compiles_to_one_in_list() -> None:
+    """Twenty names build one ``IN`` expression, not twenty comparisons: the statement (and
+    its cache key) does not grow with the names an IdP looks up at once."""
+    names = " or ".join(f'userName eq "User{i}"' for i in range(20))
+    sql = str(compile_filter(parse_filter(names), UserScope("sqlite")))
+    assert " IN " in sql
+    assert " OR " not in sql
+    mixed = str(
+        compile_filter(parse_filter('userName eq "a" or externalId eq "b"'), UserScope("sqlite"))
+    )
+    assert " OR " in mixed
 
 
 # -- F2: syntax errors --------------------------------------------------------------------------

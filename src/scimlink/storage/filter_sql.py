@@ -80,6 +80,9 @@ def compile_filter(node: Node, scope: Scope) -> Condition:
     if isinstance(node, And):
         return and_(compile_filter(node.left, scope), compile_filter(node.right, scope))
     if isinstance(node, Or):
+        any_of = _any_of(node, scope)
+        if any_of is not None:
+            return any_of
         return or_(compile_filter(node.left, scope), compile_filter(node.right, scope))
     if isinstance(node, Not):
         # An unassigned attribute makes the inner test NULL, and NOT NULL is NULL: such
@@ -106,6 +109,55 @@ def compile_filter(node: Node, scope: Scope) -> Condition:
     return _compare(scalar, node.op, node.value, scope.dialect, node.path)
 
 
+def _or_leaves(node: Node) -> list[Node]:
+    """The operands of a chain of ``or`` (iteratively: a long chain is deep, not wide)."""
+    leaves: list[Node] = []
+    pending = [node]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Or):
+            pending.extend((item.right, item.left))
+        else:
+            leaves.append(item)
+    return leaves
+
+
+def _any_of(node: Or, scope: Scope) -> Condition | None:
+    """``a eq "x" or a eq "y" …`` on one single-valued string attribute as ``a IN (…)``.
+
+    The same rows (``eq`` with a non-null value never matches NULL), one expression instead of
+    one per operand: an IdP looking many users up at once (``userName eq … or …``) costs one
+    index probe per name either way, but building and caching the statement no longer grows
+    with the names.
+    """
+    leaves = _or_leaves(node)
+    first = leaves[0]
+    if not isinstance(first, Compare) or scope.is_multi_valued(first.path):
+        return None
+    values: list[str] = []
+    for leaf in leaves:
+        if not (
+            isinstance(leaf, Compare)
+            and leaf.op == "eq"
+            and leaf.path == first.path
+            and isinstance(leaf.value, str)
+        ):
+            return None
+        values.append(leaf.value)
+    scalar = scope.scalar(first.path)
+    if scalar.type not in _STRING_TYPES:
+        return None
+    expr: SqlExpression = scalar.expr
+    for value in values:
+        _check_control(value, first.path)
+    if scalar.folded:
+        values = [fold(value) for value in values]
+    elif not scalar.case_exact:
+        values = [value.lower() for value in values]
+        expr = func.lower(expr)
+    return expr.in_(values)
+
+
 def _present(scalar: Scalar) -> Condition:
     if scalar.type in _STRING_TYPES:
         return and_(scalar.expr.is_not(None), scalar.expr != "")
@@ -116,13 +168,18 @@ def _name(path: AttrPath) -> str:
     return f"{path.attr}.{path.sub_attr}" if path.sub_attr else path.attr
 
 
-def _compare(scalar: Scalar, op: str, value: Value, dialect: str, path: AttrPath) -> Condition:
-    if isinstance(value, str) and any(ord(c) < 32 and c not in "\t\n\r" for c in value):
+def _check_control(value: str, path: AttrPath) -> None:
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in value):
         # Stored strings never hold control characters (writes refuse them), and PostgreSQL
         # cannot even bind a NUL: refuse the filter instead of failing in the database.
         raise invalid_filter(
             f"The value compared with '{_name(path)}' contains control characters."
         )
+
+
+def _compare(scalar: Scalar, op: str, value: Value, dialect: str, path: AttrPath) -> Condition:
+    if isinstance(value, str):
+        _check_control(value, path)
     if value is None:
         if op == "eq":
             return scalar.expr.is_(None)
