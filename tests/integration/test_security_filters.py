@@ -92,8 +92,12 @@ def test_f1_or_of_equal_names_matches_each_name_ignoring_case(scim: Scim) -> Non
     _user(scim, user_body("dee"))
     names = " or ".join(f'userName eq "{name.upper()}"' for name in [*wanted, "nobody"])
     assert _ids(scim, names, search=True) == set(wanted.values())
-    # Twice the same name, and fullwidth letters, as a single name would be.
-    assert _ids(scim, 'userName eq "ann" or USERNAME eq "\uff41nn"') == {wanted["ann"]}
+    # Twice the same name, in fullwidth letters, as a single name would match.
+    assert _ids(scim, 'userName eq "ann" or userName eq "\uff41nn"') == {wanted["ann"]}
+    assert _ids(scim, 'userName eq "BOB" or USERNAME eq "\uff43y"') == {
+        wanted["bob"],
+        wanted["cy"],
+    }
 
 
 def test_f1_or_of_equal_case_exact_values_stays_case_exact(scim: Scim) -> None:
