@@ -948,6 +948,58 @@ def test_engines_alive_share_each_applications_limits(scene: Scene) -> None:
         workers.forget(session, "alpha")
 
 
+class InFlight(httpx2.BaseTransport):
+    """Counts the calls in flight at once, each held a little so that overlaps show."""
+
+    def __init__(self, inner: httpx2.BaseTransport) -> None:
+        self.inner = inner
+        self.now = self.peak = 0
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        try:
+            threading.Event().wait(0.02)
+            return self.inner.handle_request(request)
+        finally:
+            with self._lock:
+                self.now -= 1
+
+
+def test_more_claimers_than_the_concurrency_limit_never_exceed_it(scene: Scene) -> None:
+    """Claimers that outnumber an application's concurrency (``--threads`` above it, or a
+    lowered limit) wait for a slot with their batch claimed: the calls in flight reach the
+    limit and never pass it."""
+    with write_session(scene.sessions) as session:
+        applications.settings(session, scene.label, concurrency=2)
+    gauge = InFlight(scene.recorder)
+    engine = ProvisioningEngine(scene.sessions, scene.box, transport=lambda app: gauge)
+    engine.claimers = 6
+    group = scene.group("inflight")
+    names = scene.users("inflight", 60, group)
+    assert scene.bind(group) == 60
+
+    def claimer() -> None:
+        # run_forever's loop without its heartbeat: this engine alone shares nothing.
+        while engine.run_once(app_id=scene.app_id):
+            pass
+        engine.close()
+
+    threads = [threading.Thread(target=claimer) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert scene.pending() == {"due": 0, "held": 0}
+    # Three batches of 20 were claimed by three threads at once; two calls at a time.
+    assert gauge.peak == 2
+    assert scene.remote_names() == sorted(names)
+    for name in names[:3]:
+        scene.assert_active(name)
+
+
 def test_a_running_engine_registers_and_unregisters(scene: Scene) -> None:
     engine = scene.make_engine(worker=f"runner-{uuid.uuid4().hex[:6]}")
     stop = threading.Event()
