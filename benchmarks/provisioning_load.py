@@ -311,7 +311,7 @@ def outbox_empty(sessions: sessionmaker[Session]) -> bool:
     outbox every 50 ms cost PostgreSQL a tenth of a core, charged to the sync's backends; a
     bare ``LIMIT 1`` is a sequential scan from the heap's first page, over every page the sync
     has emptied so far (0.7 ms a poll at 30 000 pairs)."""
-    order = (OutboxRow.held, OutboxRow.due_at, OutboxRow.pk)
+    order = (OutboxRow.app_id, OutboxRow.held, OutboxRow.due_at, OutboxRow.pk)
     with read_session(sessions) as session:
         return session.execute(select(OutboxRow.pk).order_by(*order).limit(1)).first() is None
 

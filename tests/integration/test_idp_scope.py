@@ -693,6 +693,42 @@ def test_claims_share_a_burst_among_all_claimers_and_take_full_batches_of_a_back
     assert {getattr(scene.link(name), "state", None) for name in names} == {"active"}
 
 
+def test_one_applications_backlog_does_not_hold_back_anothers_change(
+    make_scene: Callable[[FaultyTransport], Scene], recorder: FaultyTransport
+) -> None:
+    """Claims pick an application with due rows at random, then its first rows: a change for
+    one application, queued after another's initial sync, goes out beside that sync."""
+    busy, other = make_scene(recorder), make_scene(recorder)
+    # One directory, one master key: the engine serves both applications.
+    other.box = busy.box
+    with write_session(other.sessions) as session:
+        applications.configure_idm(
+            session, other.label, other.box, base_url=other.base_url, token=other.tenant.token
+        )
+    other.engine = other.make_engine()
+    busy.activate()
+    other.activate()
+    everyone = busy.group("backlog")
+    backlog = busy.users("backlog", 60, everyone)
+    assert busy.bind(everyone) == 60
+    late = other.group("late")
+    [newcomer] = other.users("late", 1, late)
+    assert other.bind(late) == 1
+
+    engine = busy.make_engine()
+    claims = 0
+    while getattr(other.link(newcomer), "state", None) != "active":
+        # Oldest first across applications, it would come 61st; each claim picks it or the
+        # backlog with even odds (for it to wait 30 claims: a chance under one in 10^9).
+        assert claims < 30
+        engine.run_once(limit=1)
+        claims += 1
+    assert busy.pending()["due"] >= 30
+    other.assert_active(newcomer)
+    assert busy.drain() >= 30
+    assert busy.remote_names() == sorted(backlog)
+
+
 def test_a_target_without_patch_is_updated_with_put(
     make_scene: Callable[[FaultyTransport], Scene],
 ) -> None:

@@ -149,7 +149,8 @@ class OutboxRow(IdpBase):
     __tablename__ = "idp_outbox"
     __table_args__ = (
         UniqueConstraint("app_id", "user_id", name="uq_idp_outbox_pair"),
-        Index("ix_idp_outbox_due", "held", "due_at", "pk"),
+        # Claims are per application, first due first (see scimlink.idp.outbox).
+        Index("ix_idp_outbox_app_due", "app_id", "held", "due_at", "pk"),
     )
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -7,10 +7,17 @@ bursts of changes coalesce into one pass over the latest state.
 
 A single administrator action that would deactivate more of an application's users than its
 threshold holds those rows for approval (``idp app approve`` / ``reject``).
+
+Claims are per application: a worker picks one of the open applications with due rows at
+random, then takes that application's rows in ``due_at`` order through the index
+``(app_id, held, due_at, pk)``. So one application's backlog (a 100 000-user initial sync at
+20 pairs a second) never delays another's changes, and the rows of a paused, deactivated or
+quarantined application are never read by a claim, however many wait.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +28,7 @@ from sqlalchemy import Table
 from sqlalchemy import and_
 from sqlalchemy import bindparam
 from sqlalchemy import delete
+from sqlalchemy import exists
 from sqlalchemy import func
 from sqlalchemy import insert
 from sqlalchemy import or_
@@ -183,25 +191,47 @@ class Claimed:
     attempts: int
 
 
-def _due(now: datetime, app_id: str | None, user_id: str | None) -> list[Any]:
-    """Rows a worker may take now: due, not held, not leased, of an open application."""
-    where: list[Any] = [
+def _claimable(now: datetime) -> list[Any]:
+    """A row a worker may take now: due, not held, not leased."""
+    return [
         OutboxRow.held.is_(False),
         OutboxRow.due_at <= now,
         or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until < now),
+    ]
+
+
+def _open(now: datetime) -> list[Any]:
+    """An application the engine may call: IdM active and not quarantined."""
+    return [
         Application.idm_state == "active",
         or_(Application.quarantined_until.is_(None), Application.quarantined_until <= now),
     ]
-    if app_id is not None:
-        where.append(OutboxRow.app_id == app_id)
+
+
+def _due(now: datetime, app_id: str, user_id: str | None) -> list[Any]:
+    """One application's rows a worker may take now (the application open)."""
+    where: list[Any] = [OutboxRow.app_id == app_id, *_claimable(now), *_open(now)]
     if user_id is not None:
         where.append(OutboxRow.user_id == user_id)
     return where
 
 
-def due_count(session: Session, *, now: datetime, cap: int, app_id: str | None = None) -> int:
-    """How many rows a worker could claim now, counted up to ``cap`` (an index walk of at most
-    ``cap`` entries, whatever the backlog)."""
+def due_apps(session: Session, *, now: datetime) -> list[str]:
+    """The open applications with a row to claim now, in random order (a worker claims from
+    the first, so every application waiting gets its turn, whatever its backlog).
+
+    One probe of the claim's index per open application (the applications table is small),
+    none into a closed one's rows.
+    """
+    waiting = exists().where(OutboxRow.app_id == Application.id, *_claimable(now))
+    apps = list(session.execute(select(Application.id).where(*_open(now), waiting)).scalars())
+    random.shuffle(apps)
+    return apps
+
+
+def due_count(session: Session, *, now: datetime, cap: int, app_id: str) -> int:
+    """How many of an application's rows a worker could claim now, counted up to ``cap`` (an
+    index walk of at most ``cap`` entries, whatever the backlog)."""
     due = (
         select(OutboxRow.pk)
         .join(Application, Application.id == OutboxRow.app_id)
@@ -219,11 +249,14 @@ def claim(
     now: datetime | None = None,
     limit: int = 50,
     lease: timedelta = timedelta(minutes=2),
-    app_id: str | None = None,
+    app_id: str,
     user_id: str | None = None,
 ) -> list[Claimed]:
-    """Lease due rows of active, unquarantined applications (Core statements: a worker claims
-    many times a second, and ORM objects would only be read and thrown away)."""
+    """Lease an open application's due rows, first due first (Core statements: a worker
+    claims many times a second, and ORM objects would only be read and thrown away).
+
+    Workers take the application from :func:`due_apps`.
+    """
     now = now or utcnow()
     query = (
         select(

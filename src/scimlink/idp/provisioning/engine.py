@@ -458,20 +458,27 @@ class Engine:
     def run_once(self, *, app_id: str | None = None, limit: int | None = None) -> int:
         """Claim and process one batch; returns how many pairs were processed."""
         now = self.clock()
+        claimed: list[outbox.Claimed] = []
         with write_session(self.sessions) as session:
-            claimed = outbox.claim(
-                session,
-                self.worker,
-                now=now,
-                limit=limit or self._claim_size(session, now, app_id),
-                lease=self.config.lease,
-                app_id=app_id,
-            )
+            # One application a batch, in random order among those waiting (see outbox).
+            apps = [app_id] if app_id is not None else outbox.due_apps(session, now=now)
+            for candidate in apps:
+                # Empty when other workers took its last rows since: then try the next one.
+                claimed = outbox.claim(
+                    session,
+                    self.worker,
+                    now=now,
+                    limit=limit or self._claim_size(session, now, candidate),
+                    lease=self.config.lease,
+                    app_id=candidate,
+                )
+                if claimed:
+                    break
             outbox.mark_pending(session, claimed)
         self.process_batch(claimed, deadline=now + self.config.lease / 2)
         return len(claimed)
 
-    def _claim_size(self, session: Session, now: datetime, app_id: str | None) -> int:
+    def _claim_size(self, session: Session, now: datetime, app_id: str) -> int:
         """A full batch when the backlog has one for every claimer (this engine's threads,
         times the engines alive); otherwise an equal share, at least one lookup's worth, so a
         burst of a few hundred pairs is spread over all of them, not taken by the first."""
