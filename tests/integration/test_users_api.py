@@ -906,7 +906,7 @@ def test_service_provider_config(scim: Scim) -> None:
     spc = response.json()
     assert spc["schemas"] == [SPC]
     assert spc["patch"] == {"supported": True}
-    assert spc["bulk"]["supported"] is False
+    assert spc["bulk"] == {"supported": True, "maxOperations": 100, "maxPayloadSize": 1048576}
     assert spc["filter"] == {"supported": True, "maxResults": 1000}
     assert spc["changePassword"] == {"supported": False}
     assert spc["sort"] == {"supported": True}

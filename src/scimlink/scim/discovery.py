@@ -21,13 +21,23 @@ RESOURCE_TYPE_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ResourceType"
 SCHEMA_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Schema"
 
 
-def service_provider_config(base_url: str, *, max_results: int) -> dict[str, Any]:
-    """RFC 7643 §5: what this service supports, so clients pick PATCH and paging correctly."""
+def service_provider_config(
+    base_url: str, *, max_results: int, bulk_operations: int = 0, bulk_payload: int = 0
+) -> dict[str, Any]:
+    """RFC 7643 §5: what this service supports, so clients pick PATCH, bulk and paging correctly.
+
+    Bulk is advertised only with both of its limits (RFC 7644 §3.7.4).
+    """
+    bulk = bulk_operations > 0 and bulk_payload > 0
     return {
         "schemas": [SPC_SCHEMA],
         "documentationUri": "https://github.com/scimlink/scimlink#readme",
         "patch": {"supported": True},
-        "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
+        "bulk": {
+            "supported": bulk,
+            "maxOperations": bulk_operations if bulk else 0,
+            "maxPayloadSize": bulk_payload if bulk else 0,
+        },
         "filter": {"supported": True, "maxResults": max_results},
         "changePassword": {"supported": False},
         "sort": {"supported": True},

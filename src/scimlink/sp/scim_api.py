@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from scimlink.scim import bulk
 from scimlink.scim import discovery
 from scimlink.scim.errors import ScimError
 from scimlink.scim.errors import invalid_syntax
@@ -35,6 +36,7 @@ from scimlink.scim.query import ListQuery
 from scimlink.scim.query import parse_list_query
 from scimlink.scim.resources import LIST_RESPONSE_SCHEMA
 from scimlink.scim.resources import SEARCH_REQUEST_SCHEMA
+from scimlink.sp import bulk as bulk_run
 from scimlink.sp import tokens
 from scimlink.sp.audit import Actor
 from scimlink.sp.audit import RefusedChange
@@ -141,7 +143,7 @@ def _list_query(request: Request, params: Any) -> ListQuery:
     return query
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
+async def _json_body(request: Request, *, check_shape: bool = True) -> dict[str, Any]:
     _bearer(request)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type and media_type not in _ACCEPTED_MEDIA_TYPES:
@@ -163,7 +165,8 @@ async def _json_body(request: Request) -> dict[str, Any]:
         raise invalid_syntax(f"The body is not valid UTF-8 JSON: {exc}.") from None
     if not isinstance(body, dict):
         raise invalid_syntax("The body must be a JSON object.")
-    _check_shape(body)
+    if check_shape:
+        _check_shape(body)
     return body
 
 
@@ -266,7 +269,12 @@ async def get_service_provider_config(request: Request) -> Response:
     expires_at = await _token_expiry(request)
     limits = _settings(request).limits
     return scim_response(
-        discovery.service_provider_config(_base_url(request), max_results=limits.max_results),
+        discovery.service_provider_config(
+            _base_url(request),
+            max_results=limits.max_results,
+            bulk_operations=bulk_run.MAX_OPERATIONS,
+            bulk_payload=_settings(request).max_body_bytes,
+        ),
         headers={TOKEN_EXPIRY_HEADER: expires_at},
     )
 
@@ -380,6 +388,23 @@ async def delete_user(request: Request, user_id: str) -> Response:
         request, lambda service: service.delete(_user_id(user_id), if_match), write=True
     )
     return Response(status_code=204)
+
+
+@router.post("/Bulk")
+async def bulk_request(request: Request) -> Response:
+    """RFC 7644 §3.7: many user operations, one request, one commit (see :mod:`scimlink.sp.bulk`).
+
+    The body's size is capped by ``maxPayloadSize`` as it is read, and the operations are
+    counted before anything else is looked at, so an oversized request gets 413 (§3.7.4).
+    """
+    body = await _json_body(request, check_shape=False)
+    parsed = bulk.parse_request(body, max_operations=bulk_run.MAX_OPERATIONS)
+    _check_shape(body)
+    users_url = f"{_base_url(request)}/Users"
+    results = await _in_tenant(
+        request, lambda service: bulk_run.run(service, parsed, users_url), write=True
+    )
+    return scim_response(bulk.response(results))
 
 
 @router.api_route("/Groups", methods=["GET", "POST"])
