@@ -117,7 +117,16 @@ def test_the_directory_provisions_into_the_app_half_from_the_shell(
         assert _json(env, "idp", "app", "bind-group", app, staff)["members"] == 3
         plan = _json(env, "idp", "sync", app, "--dry-run")
         assert (plan["create"], plan["unchanged"]) == (3, 0)
+        assert (
+            "Creates: one request per user (bulk off" in _run(env, "idp", "app", "show", app).stdout
+        )
+        tuned = _run(env, "idp", "app", "settings", app, "--bulk").stdout
+        assert "Creates: in bulk requests of up to 100 users" in tuned
         assert _json(env, "idp", "sync", app)["processed"] == 3
+        created = _json(env, "idp", "log", app, "--user", bo)[0]
+        assert created["step"] == "create"
+        assert created["request"]["url"] == f"{base}/Bulk"
+        assert created["decision"].endswith("(one bulk request for 3 users)")
 
         headers = {"Authorization": f"Bearer {token}"}
         users = httpx.get(

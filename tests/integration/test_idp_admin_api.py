@@ -488,6 +488,7 @@ def test_applications_mapping_settings_and_groups(api: Api) -> None:
                 "max_concurrency": 2,
                 "rate_per_second": 5.5,
                 "deprovision": "delete",
+                "bulk_creates": True,
             },
         )
     )
@@ -496,7 +497,9 @@ def test_applications_mapping_settings_and_groups(api: Api) -> None:
         tuned["max_concurrency"],
         tuned["rate_per_second"],
         tuned["deprovision"],
-    ) == (3, 2, 5.5, "delete")
+        tuned["bulk_creates"],
+    ) == (3, 2, 5.5, "delete", True)
+    assert tuned["idm"]["bulk_max_operations"] == 0  # known once IdM is activated
     _error(
         api.patch(f"/apps/{druva['id']}/settings", json={"max_concurrency": 0}),
         400,

@@ -810,3 +810,188 @@ def test_an_unanswered_batched_lookup_fails_only_the_users_not_yet_answered(
     clock.advance(timedelta(hours=1))
     assert world.drain() == 2
     world.assert_all_delivered(names)
+
+
+# -- bulk creates (RFC 7644 §3.7) ----------------------------------------------------------------
+
+
+def _bulk_world(make_world: Callable[..., World], config: EngineConfig | None = None) -> World:
+    world = make_world(config)
+    with write_session(world.sessions) as session:
+        applications.settings(session, world.label, bulk_creates=True)
+    assert world.app().bulk_max_operations == 100  # read from the app half's discovery
+    return world
+
+
+def test_bulk_creates_are_one_request_for_the_users_a_lookup_did_not_find(
+    make_world: Callable[..., World], faulty: FaultyTransport
+) -> None:
+    world = _bulk_world(make_world, EngineConfig(batch=50))
+    names = world.add_users("bulk", 60)
+    # One user exists already: its lookup adopts it, so it is not in the bulk request.
+    body = {"schemas": [CORE], "userName": names[4], "displayName": "Earlier"}
+    existing = world.scim.post("/Users", json=body)
+    assert existing.status_code == 201, existing.text
+    world.bind()
+
+    assert world.drain() == 60
+    world.assert_all_delivered(names)
+    # Batches of 50 and 10: 3 + 1 lookups, 2 bulk requests (59 creates), 1 update.
+    assert faulty.count("POST") == 2
+    assert all(s.url.endswith("/insync/scim/Bulk") for s in faulty.seen if s.method == "POST")
+    assert (faulty.count("GET"), faulty.count("PATCH")) == (4, 1)
+    for name in names[:3] + names[58:]:
+        world.assert_delivered(name)
+    # Users of one bulk request share its correlation id; the other request has its own.
+    requests: dict[str, list[str]] = {}
+    for name in names:
+        entries = world.log(name)
+        assert [e["step"] for e in reversed(entries)] == (
+            ["lookup", "update"] if name == names[4] else ["lookup", "create"]
+        )
+        if name != names[4]:
+            requests.setdefault(entries[0]["correlation_id"], []).append(entries[0]["decision"])
+    assert sorted(len(d) for d in requests.values()) in ([9, 50], [10, 49])
+    for decisions in requests.values():
+        assert all(d.endswith(f"(one bulk request for {len(decisions)} users)") for d in decisions)
+    create = world.log(names[0])[0]
+    assert create["request"]["url"].endswith("/Bulk")
+    assert create["request"]["body"]["bulkId"] == world.link(names[0]).user_id
+    assert create["request"]["body"]["data"]["userName"] == names[0]
+    assert create["response"]["status"] == 201
+    assert create["response"]["body"]["id"] == world.link(names[0]).remote_id
+    assert world.link(names[4]).remote_id == existing.json()["id"]
+
+
+def test_each_bulk_operation_is_judged_as_its_own_create(
+    make_world: Callable[..., World], faulty: FaultyTransport
+) -> None:
+    world = _bulk_world(make_world)
+    # #2 has no display name: the tenant's SCIM mapping refuses it (Druva's 400).
+    names = world.add_users("judged", 4, **{"2": {"displayname": None}})
+    # #3 appears at the target between the lookup and the bulk request: 409, adopted.
+    raced = names[2]
+
+    def create_raced(request: httpx2.Request) -> None:
+        body = {"schemas": [CORE], "userName": raced, "displayName": "Raced"}
+        assert world.scim.post("/Users", json=body).status_code == 201
+
+    faulty.before(create_raced, method="POST", mentions="/Bulk")
+    world.bind()
+    assert world.drain() == 4
+
+    refused = world.link(names[1])
+    assert (refused.state, refused.detail) == ("failed", NO_MATCH)
+    assert world.log(names[1])[0]["decision"] == f"refused by the application (400): {NO_MATCH}"
+    steps = [e["step"] for e in reversed(world.log(raced))]
+    assert steps == ["lookup", "create", "lookup", "update"]
+    assert "already exists (409): adopting it" in world.log(raced)[2]["decision"]
+    for name in (names[0], raced, names[3]):
+        world.assert_delivered(name)
+    assert (faulty.count("POST"), faulty.count("PATCH")) == (1, 1)
+    assert world.rows() == {}
+
+
+@pytest.mark.parametrize("fault", ["503", "lost", "down"])
+def test_a_bulk_request_without_an_answer_retries_every_create_it_carried(
+    make_world: Callable[..., World], faulty: FaultyTransport, clock: FakeClock, fault: str
+) -> None:
+    world = _bulk_world(make_world)
+    names = world.add_users("bulk-fault", 5)
+    if fault == "503":
+        faulty.answer(503, method="POST", mentions="/Bulk", times=1, headers={"Retry-After": "7"})
+    elif fault == "lost":
+        faulty.lose_response(method="POST", mentions="/Bulk")
+    else:
+        faulty.refuse(method="POST", mentions="/Bulk", times=1)
+    world.bind()
+
+    assert world.run_once() == 5
+    rows = world.rows()
+    assert set(rows) == set(names)
+    assert all(row.attempts == 1 for row in rows.values())
+    entry = world.log(names[0])[0]
+    assert entry["step"] == "retry"
+    assert entry["request"]["url"].endswith("/Bulk")
+    if fault == "503":
+        assert all(row.due_at >= clock.now + 7 * SECOND for row in rows.values())
+
+    clock.advance(timedelta(hours=1))
+    assert world.drain() == 5
+    world.assert_all_delivered(names)
+    if fault == "lost":
+        # The target committed the lost request: the users are looked up and adopted, once.
+        assert faulty.count("POST") == 1
+        assert [e["step"] for e in reversed(world.log(names[0]))][-2:] == ["lookup", "update"]
+    else:
+        assert faulty.count("POST") == 2
+
+
+def test_a_bulk_request_refused_for_its_token_pauses_the_application(
+    make_world: Callable[..., World], faulty: FaultyTransport
+) -> None:
+    world = _bulk_world(make_world)
+    names = world.add_users("bulk-401", 3)
+    faulty.answer(401, method="POST", mentions="/Bulk", detail="token revoked")
+    world.bind()
+    assert world.run_once() == 3
+    assert world.app().idm_state == "paused"
+    assert faulty.count("POST") == 1
+    assert set(world.rows()) == set(names)
+
+
+@pytest.mark.parametrize("status", [404, 501, 413])
+def test_a_target_refusing_bulk_gets_one_create_per_user(
+    make_world: Callable[..., World], faulty: FaultyTransport, status: int
+) -> None:
+    world = _bulk_world(make_world)
+    names = world.add_users("no-bulk", 4)
+    faulty.answer(status, method="POST", mentions="/Bulk", times=1)
+    world.bind()
+    assert world.drain() == 4
+    world.assert_all_delivered(names)
+    posts = [s.url.rsplit("/", 1)[1] for s in faulty.seen if s.method == "POST"]
+    assert posts == ["Bulk", "Users", "Users", "Users", "Users"]
+    # 413 halves the requests from then on; anything else turns bulk off in this engine.
+    assert world.engine._bulk_sizes[world.app_id] == (2 if status == 413 else 0)
+    more = world.add_users("no-bulk-later", 4)
+    faulty.reset_counts()
+    assert world.drain() == 4
+    posts = [s.url.rsplit("/", 1)[1] for s in faulty.seen if s.method == "POST"]
+    assert posts == (["Bulk", "Bulk"] if status == 413 else ["Users"] * 4)
+    world.assert_all_delivered(names + more)
+
+
+def test_an_operation_missing_from_the_answer_is_created_on_its_own(
+    make_world: Callable[..., World], faulty: FaultyTransport
+) -> None:
+    world = _bulk_world(make_world)
+    names = world.add_users("partial", 3)
+    world.bind()
+    with read_session(world.sessions) as session:
+        ids = {u.username: u.id for u in session.execute(select(DirectoryUser)).scalars()}
+    answer = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkResponse"],
+        "Operations": [
+            {"method": "POST", "bulkId": ids[names[0]], "status": "503"},
+            {"method": "POST", "bulkId": ids[names[1]], "status": "201"},  # no location
+            {"method": "POST", "bulkId": "someone-else", "status": "201", "location": "x/1"},
+        ],
+    }
+    faulty.answer(200, method="POST", mentions="/Bulk", times=1, body=answer)
+    assert world.run_once() == 3
+    # #1 retries later (its operation's 503); #2 and #3 were created one at a time.
+    assert set(world.rows()) == {names[0]}
+    posts = [s.url.rsplit("/", 1)[1] for s in faulty.seen if s.method == "POST"]
+    assert posts == ["Bulk", "Users", "Users"]
+    for name in names[1:]:
+        world.assert_delivered(name)
+
+
+def test_bulk_creates_are_off_unless_chosen(world: World, faulty: FaultyTransport) -> None:
+    assert world.app().bulk_max_operations == 100
+    names = world.add_users("off", 3)
+    world.bind()
+    assert world.drain() == 3
+    world.assert_all_delivered(names)
+    assert [s.url.rsplit("/", 1)[1] for s in faulty.seen if s.method == "POST"] == ["Users"] * 3

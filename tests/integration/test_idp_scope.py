@@ -740,7 +740,7 @@ def test_a_target_without_patch_is_updated_with_put(
         app = scene.app()
         assert (app.idm_state, app.update_method) == ("active", "put")
         assert app.idm_detail is not None
-        assert app.idm_detail.endswith("updates use PUT")
+        assert app.idm_detail.endswith("updates use PUT; bulk offered, up to 100 operations")
 
         engineers = scene.group("Engineers")
         [ivy] = scene.users("put", 1, engineers)
@@ -783,7 +783,8 @@ def test_a_target_with_patch_is_updated_with_patch(scene: Scene) -> None:
     app = scene.app()
     assert app.update_method == "patch"
     assert app.idm_detail is not None
-    assert app.idm_detail.endswith("updates use PATCH")
+    assert app.idm_detail.endswith("updates use PATCH; bulk offered, up to 100 operations")
+    assert (app.bulk_max_operations, app.bulk_max_payload) == (100, 1024 * 1024)
     engineers = scene.group("Engineers")
     [joe] = scene.users("patch", 1, engineers)
     scene.bind(engineers)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import Connection
 from sqlalchemy import Engine
 from sqlalchemy import create_engine
 from sqlalchemy import inspect
@@ -139,20 +140,25 @@ def test_unfiltered_total_follows_creates_and_deletes(scim: Scim) -> None:
     assert unfiltered == counted == 5
 
 
+def _insert_application(connection: Connection, now: dict[str, str]) -> None:
+    """Application ``a1`` as the directory's first migrations define it."""
+    connection.execute(
+        text(
+            "INSERT INTO idp_applications (id, label, label_key, kind, show_in_portal,"
+            " idm_state, update_method, deprovision, attribute_map,"
+            " mass_deactivation_threshold, max_concurrency, rate_per_second, created)"
+            " VALUES ('a1', 'App', 'app', 'druva', true, 'active', 'patch', 'deactivate',"
+            " '[]', 3, 4, 20.0, :now)"
+        ),
+        now,
+    )
+
+
 def test_directory_0002_keeps_released_outbox_rows_released(blank_engine: Engine) -> None:
     idp_schema.upgrade(blank_engine, "0001")
     now = {"now": "2026-01-01 00:00:00+00:00"}
     with blank_engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO idp_applications (id, label, label_key, kind, show_in_portal,"
-                " idm_state, update_method, deprovision, attribute_map,"
-                " mass_deactivation_threshold, max_concurrency, rate_per_second, created)"
-                " VALUES ('a1', 'App', 'app', 'druva', true, 'active', 'patch', 'deactivate',"
-                " '[]', 3, 4, 20.0, :now)"
-            ),
-            now,
-        )
+        _insert_application(connection, now)
         for user, held in (("held", True), ("released", False)):
             connection.execute(
                 text(
@@ -174,6 +180,40 @@ def test_directory_0002_keeps_released_outbox_rows_released(blank_engine: Engine
     assert "approved" not in columns
     assert "idp_workers" not in inspect(blank_engine).get_table_names()
     idp_schema.upgrade(blank_engine)
+
+
+def test_directory_0005_adds_bulk_settings_and_keeps_every_applications_rows(
+    blank_engine: Engine,
+) -> None:
+    """The new columns are added in place: a table copy would cascade (SQLite drops the old
+    table) and empty the outbox, links and bindings of every application."""
+    idp_schema.upgrade(blank_engine, "0004")
+    now = {"now": "2026-01-01 00:00:00+00:00"}
+    with blank_engine.begin() as connection:
+        _insert_application(connection, now)
+        connection.execute(
+            text(
+                "INSERT INTO idp_outbox (app_id, user_id, cause, generation, due_at, attempts,"
+                " held, approved, created) VALUES ('a1', 'u1', 'c', 1, :now, 0, false, true, :now)"
+            ),
+            now,
+        )
+    for _ in range(2):
+        idp_schema.upgrade(blank_engine)
+        with blank_engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM idp_outbox")).scalar_one() == 1
+            row = connection.execute(
+                text(
+                    "SELECT bulk_max_operations, bulk_max_payload, bulk_creates"
+                    " FROM idp_applications"
+                )
+            ).one()
+        assert (row[0], row[1], bool(row[2])) == (0, 0, False)
+        idp_schema.downgrade(blank_engine, "0004")
+        columns = {c["name"] for c in inspect(blank_engine).get_columns("idp_applications")}
+        assert "bulk_creates" not in columns
+        with blank_engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM idp_outbox")).scalar_one() == 1
 
 
 @pytest.mark.parametrize("half", ["sp", "idp"])

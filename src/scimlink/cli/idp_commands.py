@@ -406,6 +406,15 @@ def group_list(as_json: JsonOption = False) -> None:
 # -- applications --------------------------------------------------------------------------------
 
 
+def _bulk_text(data: dict[str, Any]) -> str:
+    offered = data["idm"]["bulk_max_operations"]
+    if not data["bulk_creates"]:
+        return "one request per user (bulk off: scimlink idp app settings APP --bulk)"
+    if not offered:
+        return "one request per user (bulk on, but the application offers none)"
+    return f"in bulk requests of up to {offered} users"
+
+
 def _app_text(data: dict[str, Any]) -> str:
     idm_data = data["idm"]
     lines = [
@@ -425,6 +434,7 @@ def _app_text(data: dict[str, Any]) -> str:
         + ", ".join(f"{r['source']} -> {r['target']}" for r in data["attribute_map"])
     )
     lines.append(f"  Groups: {', '.join(data['groups']) or '(none: nobody is provisioned)'}")
+    lines.append(f"  Creates: {_bulk_text(data)}")
     pending = data["pending"]
     lines.append(f"  Pending: {pending['due']} change(s)")
     if pending["held"]:
@@ -581,9 +591,16 @@ def app_settings(
     deprovision: Annotated[
         str | None, typer.Option("--deprovision", help="deactivate or delete.")
     ] = None,
+    bulk: Annotated[
+        bool | None,
+        typer.Option(
+            "--bulk/--no-bulk",
+            help="Send creates in SCIM bulk requests when the application offers bulk.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Safety and pacing: mass-deactivation threshold, concurrency, rate, deprovisioning."""
+    """Safety and pacing: mass-deactivation threshold, concurrency, rate, deprovisioning, bulk."""
     with directory_unit() as session:
         data = _view(
             session,
@@ -594,6 +611,7 @@ def app_settings(
                 concurrency=concurrency,
                 rate=rate,
                 deprovision=deprovision,
+                bulk_creates=bulk,
             ),
         )
     emit(as_json, data, _app_text(data))

@@ -306,6 +306,10 @@ class SettingsBody(_Body):
     max_concurrency: int | None = Field(default=None, description="1 to 64.")
     rate_per_second: float | None = Field(default=None, description="Above 0, at most 10000.")
     deprovision: Literal["deactivate", "delete"] | None = None
+    bulk_creates: bool | None = Field(
+        default=None,
+        description="Send creates in SCIM bulk requests when the application offers bulk.",
+    )
 
 
 class BindBody(_Body):
@@ -680,7 +684,8 @@ def _app_routes(api: FastAPI) -> None:
     @api.patch(
         "/apps/{ref}/settings",
         tags=["applications"],
-        summary="Safety and pacing: mass-deactivation threshold, concurrency, rate, deprovisioning",
+        summary="Safety and pacing: mass-deactivation threshold, concurrency, rate, "
+        "deprovisioning, bulk creates",
     )
     async def edit_settings(request: Request, ref: str, body: SettingsBody) -> Any:
         return await _run(
@@ -694,6 +699,7 @@ def _app_routes(api: FastAPI) -> None:
                     concurrency=body.max_concurrency,
                     rate=body.rate_per_second,
                     deprovision=body.deprovision,
+                    bulk_creates=body.bulk_creates,
                 ),
             ),
             write=True,

@@ -235,6 +235,7 @@ def app_view(session: Session, app: Application) -> dict[str, Any]:
             "state": app.idm_state,
             "detail": app.idm_detail,
             "update_method": app.update_method,
+            "bulk_max_operations": app.bulk_max_operations,
         },
         "attribute_map": list(app.attribute_map),
         "groups": list(groups),
@@ -244,6 +245,8 @@ def app_view(session: Session, app: Application) -> dict[str, Any]:
         "mass_deactivation_threshold": app.mass_deactivation_threshold,
         "max_concurrency": app.max_concurrency,
         "rate_per_second": app.rate_per_second,
+        # Used only when the target offers bulk (idm.bulk_max_operations > 0).
+        "bulk_creates": app.bulk_creates,
         # The two limits above are shared among the provisioning engines running now.
         "engines_alive": workers.alive(session, utcnow()),
     }
@@ -289,6 +292,7 @@ def settings(
     concurrency: int | None = None,
     rate: float | None = None,
     deprovision: str | None = None,
+    bulk_creates: bool | None = None,
 ) -> Application:
     app = find_app(session, ref)
     if threshold is not None:
@@ -307,6 +311,8 @@ def settings(
         if deprovision not in ("deactivate", "delete"):
             raise InvalidInputError("Deprovision is 'deactivate' or 'delete'.")
         app.deprovision = deprovision
+    if bulk_creates is not None:
+        app.bulk_creates = bulk_creates
     session.flush()
     return app
 

@@ -37,6 +37,9 @@ class Verification:
     message: str
     update_method: str = "patch"
     token_expires_at: datetime | None = None
+    #: The target's bulk limits (RFC 7644 §3.7.4); 0 when it offers no bulk.
+    bulk_max_operations: int = 0
+    bulk_max_payload: int = 0
 
 
 def _failure(what: str, exchange: Exchange) -> Verification | None:
@@ -79,6 +82,7 @@ def verify(engine: Engine, app_ref: str) -> Verification:
             )
         patch = body.get("patch") or {}
         method = "patch" if patch.get("supported") is True else "put"
+        operations, payload = _bulk_limits(body.get("bulk"))
         probe = target.find_by_user_name(f"scimlink-verify-{secrets.token_hex(6)}")
         failed = _failure("GET /Users?filter=userName eq …", probe)
         if failed:
@@ -87,7 +91,21 @@ def verify(engine: Engine, app_ref: str) -> Verification:
             return Verification(
                 False, f"not SCIM: a user lookup answered {probe.status} without a ListResponse"
             )
-    return Verification(True, "successfully verified", method, _expiry(spc, probe))
+    return Verification(
+        True, "successfully verified", method, _expiry(spc, probe), operations, payload
+    )
+
+
+def _bulk_limits(bulk: object) -> tuple[int, int]:
+    """``(maxOperations, maxPayloadSize)`` when bulk is offered with both limits, else zeros."""
+    if not isinstance(bulk, dict) or bulk.get("supported") is not True:
+        return 0, 0
+    operations, payload = bulk.get("maxOperations"), bulk.get("maxPayloadSize")
+    if not isinstance(operations, int) or not isinstance(payload, int):
+        return 0, 0
+    if operations < 1 or payload < 1:
+        return 0, 0
+    return operations, payload
 
 
 def activate(engine: Engine, app_ref: str) -> Verification:
@@ -95,7 +113,14 @@ def activate(engine: Engine, app_ref: str) -> Verification:
     with read_session(engine.sessions) as session:
         app = applications.find_app(session, app_ref)
         if app.idm_state == "active":
-            return Verification(True, "already active", app.update_method, app.token_expires_at)
+            return Verification(
+                True,
+                "already active",
+                app.update_method,
+                app.token_expires_at,
+                app.bulk_max_operations,
+                app.bulk_max_payload,
+            )
     result = verify(engine, app_ref)
     with write_session(engine.sessions) as session:
         app = applications.find_app(session, app_ref)
@@ -105,9 +130,16 @@ def activate(engine: Engine, app_ref: str) -> Verification:
         app.idm_state = "active"
         app.update_method = result.update_method
         app.token_expires_at = result.token_expires_at
+        app.bulk_max_operations = result.bulk_max_operations
+        app.bulk_max_payload = result.bulk_max_payload
         stamp = utcnow().isoformat(timespec="seconds")
+        bulk = (
+            f"; bulk offered, up to {result.bulk_max_operations} operations"
+            if result.bulk_max_operations
+            else ""
+        )
         app.idm_detail = (
-            f"successfully verified at {stamp}; updates use {result.update_method.upper()}"
+            f"successfully verified at {stamp}; updates use {result.update_method.upper()}{bulk}"
         )
     return result
 

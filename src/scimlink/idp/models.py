@@ -112,6 +112,11 @@ class Application(IdpBase):
     idm_detail: Mapped[str | None] = mapped_column(String(1000), default=None)
     #: How updates are sent, from the target's ServiceProviderConfig: ``patch`` or ``put``.
     update_method: Mapped[str] = mapped_column(String(8), default="patch")
+    #: The target's bulk limits from its ServiceProviderConfig (0: no bulk), read on activation.
+    bulk_max_operations: Mapped[int] = mapped_column(Integer, default=0)
+    bulk_max_payload: Mapped[int] = mapped_column(Integer, default=0)
+    #: Send creates in bulk requests when the target offers them (an administrator's choice).
+    bulk_creates: Mapped[bool] = mapped_column(Boolean, default=False)
     #: ``deactivate`` (active=false, Druva) or ``delete`` when a user leaves scope.
     deprovision: Mapped[str] = mapped_column(String(16), default="deactivate")
     attribute_map: Mapped[list[dict[str, str]]] = mapped_column(JsonDocument, default=list)

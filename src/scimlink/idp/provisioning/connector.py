@@ -21,6 +21,7 @@ from scim2_models import EnterpriseUser
 from scim2_models import User
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 _OPTIONS: dict[str, Any] = {
     "check_request_payload": False,
     "check_response_payload": False,
@@ -179,6 +180,11 @@ class ScimTarget:
         return self._call(
             "POST", "/Users", body, lambda: self.scim.create("User", body, url="/Users", **_OPTIONS)
         )
+
+    def bulk(self, operations: list[dict[str, Any]]) -> Exchange:
+        """One bulk request (RFC 7644 §3.7); the log keeps each operation, not this body."""
+        body = {"schemas": [BULK_REQUEST], "Operations": operations}
+        return self._call("POST", "/Bulk", None, lambda: self.scim.bulk(body, **_OPTIONS))
 
     def replace(self, remote_id: str, body: dict[str, Any]) -> Exchange:
         path = f"/Users/{remote_id}"

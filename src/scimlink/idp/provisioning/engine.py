@@ -32,6 +32,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx2
+import orjson
 from sqlalchemy import Table
 from sqlalchemy import insert
 from sqlalchemy import or_
@@ -82,6 +83,9 @@ class EngineConfig:
     verify_tls: bool = True
     #: Users looked up together in one ``userName eq … or …`` filter.
     lookup_batch: int = 20
+    #: Creates sent together in one bulk request, when the application has bulk creates on
+    #: (and never more than the target's ``maxOperations``).
+    bulk_batch: int = 100
 
 
 @dataclass(slots=True)
@@ -101,6 +105,15 @@ class Lookup:
 
     step: Step
     remote_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BulkAnswer:
+    """One user's create, answered by an operation of a bulk request (or by its failure)."""
+
+    exchange: Exchange
+    correlation: str
+    together: str
 
 
 @dataclass(slots=True)
@@ -215,11 +228,17 @@ def _values(resource: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in resource.items() if k != "schemas"}
 
 
-def converge(target: ScimTarget, pair: PairState, lookup: Lookup | None = None) -> Outcome:
+def converge(
+    target: ScimTarget,
+    pair: PairState,
+    lookup: Lookup | None = None,
+    answer: BulkAnswer | None = None,
+) -> Outcome:
     """The SCIM calls that bring the application to the desired state for one pair.
 
     ``lookup`` is this user's answer from a lookup already made for a batch (it stands in for
-    the first lookup by ``userName``).
+    the first lookup by ``userName``); ``answer`` is its create's answer from a bulk request
+    (it stands in for the first create, and is judged as that create's answer would be).
 
     Raises :class:`Transient`, :class:`Unauthorized` or :class:`Permanent` on failure, with the
     steps made so far on the exception's ``outcome``.
@@ -237,7 +256,7 @@ def converge(target: ScimTarget, pair: PairState, lookup: Lookup | None = None) 
         remote_id = pair.link.remote_id if pair.link else None
         if remote_id is None:
             remote_id = _first_find(target, pair, out, lookup)
-        if remote_id is None and _create(target, pair, out):
+        if remote_id is None and _create(target, pair, out, answer):
             return out
         if remote_id is None:
             # 409 on create: the user exists after all (a create whose answer was lost).
@@ -279,17 +298,22 @@ def _find(target: ScimTarget, username: str, out: Outcome) -> str | None:
     return None
 
 
-def _create(target: ScimTarget, pair: PairState, out: Outcome) -> bool:
+def _create(
+    target: ScimTarget, pair: PairState, out: Outcome, answer: BulkAnswer | None = None
+) -> bool:
     """POST the user; ``False`` when it already exists (409: adopt it instead)."""
-    exchange = target.create(pair.desired.resource)
+    if answer is not None:
+        exchange, together = answer.exchange, f" ({answer.together})"
+    else:
+        exchange, together = target.create(pair.desired.resource), ""
     if exchange.status == 409:
-        out.steps.append(Step("create", exchange, "already exists (409): adopting it"))
+        out.steps.append(Step("create", exchange, f"already exists (409): adopting it{together}"))
         return False
     classify(exchange, ok=(200, 201))
     remote_id = (exchange.response or {}).get("id")
     if not isinstance(remote_id, str):
         raise Permanent(exchange)
-    out.steps.append(Step("create", exchange, f"created with id {remote_id}"))
+    out.steps.append(Step("create", exchange, f"created with id {remote_id}{together}"))
     out.remote_id, out.state, out.digest = remote_id, "active", pair.desired.digest
     return True
 
@@ -387,6 +411,8 @@ class Engine:
         #: Users per batched lookup, for applications that refused a larger one (400: their
         #: filter limits); below 2, they are asked one user at a time.
         self._lookup_sizes: dict[str, int] = {}
+        #: Creates per bulk request, for applications that refused a larger one (413).
+        self._bulk_sizes: dict[str, int] = {}
 
     def target(self, app: Application) -> ScimTarget:
         base_url, token = app.base_url or "", ""
@@ -600,17 +626,22 @@ class Engine:
             todo = []
         self._write_ahead([(item, pair) for item, pair in todo if pair.link is None])
         lookups = self._lookup_many([(i.user_id, p) for i, p in todo if needs_lookup(p)])
+        answers = self._bulk_creates(todo, lookups, deadline)
         stopped = False
         for item, pair in todo:
             if not stopped and deadline is not None and self.clock() >= deadline:
                 log.info("%s: batch past half its lease; releasing the rest", pair.app.label)
                 stopped = True
-            if stopped:
+            answer = answers.get(item.user_id)
+            if stopped and answer is None:
                 writes.released.append(item)
                 continue
-            correlation = correlation_id or uuid.uuid4().hex
+            # A user created in bulk is recorded even past the deadline: the call was made.
+            correlation = answer.correlation if answer else (correlation_id or uuid.uuid4().hex)
             try:
-                outcomes[item.pk] = self._converge(pair, lookups.get(item.user_id), correlation)
+                outcomes[item.pk] = self._converge(
+                    pair, lookups.get(item.user_id), correlation, answer
+                )
             except Transient as failure:
                 outcomes[item.pk] = failure.outcome
                 self._transient(writes, item, pair, failure, correlation)
@@ -641,12 +672,21 @@ class Engine:
             self._link(writes, item, pair, remote_id=None, state="pending", accepted_hash=None)
         self._commit(writes)
 
-    def _converge(self, pair: PairState, lookup: Lookup | None, correlation: str) -> Outcome:
+    def _converge(
+        self,
+        pair: PairState,
+        lookup: Lookup | None,
+        correlation: str,
+        answer: BulkAnswer | None = None,
+    ) -> Outcome:
+        if answer is not None and answer.exchange.status != 409:
+            # Answered by a bulk request: no call is made (a 409 adopts, with two calls).
+            return converge(self._cached_target(pair.app), pair, lookup, answer)
         with self._slot(pair.app):
             self._wait_for_rate(pair.app)
             target = self._cached_target(pair.app)
             target.correlation_id = correlation
-            return converge(target, pair, lookup)
+            return converge(target, pair, lookup, answer)
 
     def _lookup_many(self, wanted: list[tuple[str, PairState]]) -> dict[str, Lookup]:
         """Look up the users of a batch a few at a time (``userName eq … or …``).
@@ -695,6 +735,84 @@ class Engine:
             found.update(_answers(exchange, chunk, correlation))
             left = left[len(chunk) :]
         return found
+
+    def _bulk_creates(
+        self,
+        todo: list[tuple[outbox.Claimed, PairState]],
+        lookups: dict[str, Lookup],
+        deadline: datetime | None,
+    ) -> dict[str, BulkAnswer]:
+        """Create the users a batched lookup did not find in bulk requests (RFC 7644 §3.7),
+        when the application has bulk creates on and its target offers bulk.
+
+        Each operation's answer is judged as that user's own create would be (created, 409
+        adopts, 4xx fails, 5xx retries). A request without an answer, or answered 401, 429 or
+        5xx, answers every create it carried that way. A target that refuses the request as a
+        whole otherwise (no ``/Bulk``, 400) gets one create per user from then on; 413 halves
+        the requests. Users whose operation is missing from the answer are created on their
+        own (a lookup first, so none is created twice).
+        """
+        if not todo:
+            return {}
+        app = todo[0][1].app
+        size = min(app.bulk_max_operations, self._bulk_sizes.get(app.id, self.config.bulk_batch))
+        if not app.bulk_creates or size < 2:
+            return {}
+        creates: list[tuple[str, PairState]] = []
+        for item, pair in todo:
+            found = lookups.get(item.user_id)
+            # Only users the lookup certainly did not find (and that should exist) are new.
+            new = found is not None and found.step.name == "lookup" and found.remote_id is None
+            if new and pair.desired.in_scope and needs_lookup(pair):
+                creates.append((item.user_id, pair))
+        answers: dict[str, BulkAnswer] = {}
+        for chunk in _bulk_chunks(creates, size, app.bulk_max_payload):
+            if len(chunk) < 2 or (deadline is not None and self.clock() >= deadline):
+                break
+            correlation = uuid.uuid4().hex
+            operations = [
+                {
+                    "method": "POST",
+                    "path": "/Users",
+                    "bulkId": user_id,
+                    "data": pair.desired.resource,
+                }
+                for user_id, pair in chunk
+            ]
+            with self._slot(app):
+                self._wait_for_rate(app)
+                target = self._cached_target(app)
+                target.correlation_id = correlation
+                exchange = target.bulk(operations)
+            together = f"one bulk request for {len(chunk)} users"
+            status = exchange.status
+            if status is None or status in (401, 429) or (status >= 500 and status != 501):
+                # No usable answer: every create it carried got this answer (501 is "no
+                # bulk here", RFC 7644 §3.12, handled below).
+                for (user_id, _), operation in zip(chunk, operations, strict=True):
+                    part = replace(exchange, request=operation)
+                    answers[user_id] = BulkAnswer(part, correlation, together)
+                return answers
+            results = _bulk_results(exchange)
+            if results is None:
+                if status == 413:
+                    self._bulk_sizes[app.id] = len(chunk) // 2
+                else:
+                    self._bulk_sizes[app.id] = 0
+                log.warning(
+                    "bulk request to %s refused (%s); creating users one at a time",
+                    app.label,
+                    exchange.detail,
+                )
+                return answers
+            for (user_id, _), operation in zip(chunk, operations, strict=True):
+                result = results.get(user_id)
+                if result is not None:
+                    part = replace(
+                        exchange, request=operation, status=result[0], response=result[1]
+                    )
+                    answers[user_id] = BulkAnswer(part, correlation, together)
+        return answers
 
     def _commit(self, writes: _Writes, then: Callable[[Session], None] | None = None) -> None:
         """Write a batch's outcomes in one transaction (bulk statements, no ORM objects)."""
@@ -919,21 +1037,76 @@ class _Writes:
         return bool(self.logs or self.links or self.completed or self.released or self.retries)
 
 
+def _bulk_results(exchange: Exchange) -> dict[str, tuple[int, dict[str, Any]]] | None:
+    """Each operation's status and what the log keeps of it, by bulkId; ``None`` when the
+    answer is not a bulk response. A create's id comes from its ``location`` (§3.7.3); an
+    operation whose status or location cannot be read counts as unanswered."""
+    body = exchange.response
+    if exchange.status != 200 or not isinstance(body, dict):
+        return None
+    operations = body.get("Operations")
+    if not isinstance(operations, list):
+        return None
+    results: dict[str, tuple[int, dict[str, Any]]] = {}
+    for operation in operations:
+        if not isinstance(operation, dict) or not isinstance(operation.get("bulkId"), str):
+            continue
+        try:
+            status = int(operation.get("status", ""))
+        except (TypeError, ValueError):
+            continue
+        if status in (200, 201):
+            location = operation.get("location")
+            if not isinstance(location, str) or not location.rstrip("/"):
+                continue
+            remote_id = location.rstrip("/").rsplit("/", 1)[-1]
+            results[operation["bulkId"]] = (status, {"id": remote_id, **operation})
+        else:
+            response = operation.get("response")
+            results[operation["bulkId"]] = (
+                status,
+                response if isinstance(response, dict) else dict(operation),
+            )
+    return results
+
+
+def _chunks(
+    entries: list[tuple[str, PairState]],
+    size: int,
+    cost: Callable[[tuple[str, PairState]], int],
+    budget: int | None,
+) -> Iterator[list[tuple[str, PairState]]]:
+    """Groups of at most ``size`` entries whose summed ``cost`` stays within ``budget``."""
+    chunk: list[tuple[str, PairState]] = []
+    length = 0
+    for entry in entries:
+        spent = cost(entry)
+        if chunk and (len(chunk) >= size or (budget is not None and length + spent > budget)):
+            yield chunk
+            chunk, length = [], 0
+        chunk.append(entry)
+        length += spent
+    if chunk:
+        yield chunk
+
+
 def _lookup_chunks(
     wanted: list[tuple[str, PairState]], size: int
 ) -> Iterator[list[tuple[str, PairState]]]:
     """Groups of at most ``size`` users whose filter stays short enough for any URL limit."""
-    chunk: list[tuple[str, PairState]] = []
-    length = 0
-    for entry in wanted:
-        cost = len(entry[1].username) + 24
-        if chunk and (len(chunk) >= size or length + cost > _FILTER_CHARS):
-            yield chunk
-            chunk, length = [], 0
-        chunk.append(entry)
-        length += cost
-    if chunk:
-        yield chunk
+    return _chunks(wanted, size, lambda entry: len(entry[1].username) + 24, _FILTER_CHARS)
+
+
+def _bulk_chunks(
+    creates: list[tuple[str, PairState]], size: int, max_payload: int
+) -> Iterator[list[tuple[str, PairState]]]:
+    """Groups of at most ``size`` creates whose request stays within the target's
+    ``maxPayloadSize`` (with a margin for the envelope)."""
+
+    def cost(entry: tuple[str, PairState]) -> int:
+        return len(orjson.dumps(entry[1].desired.resource)) + len(entry[0]) + 64
+
+    return _chunks(creates, size, cost, max_payload - 1024 if max_payload > 0 else None)
 
 
 def _answers(
