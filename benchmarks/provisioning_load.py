@@ -211,6 +211,7 @@ def prepare_directory(
     app: AppHalf,
     rate: float,
     concurrency: int,
+    bulk: bool = False,
 ) -> dict[str, float]:
     timings: dict[str, float] = {}
     began = time.perf_counter()
@@ -235,7 +236,9 @@ def prepare_directory(
             token=app.tokens["bench"],
         )
         # Engines share the application's limits: let every thread of every worker call.
-        applications.settings(session, APP_LABEL, rate=rate, concurrency=concurrency)
+        applications.settings(
+            session, APP_LABEL, rate=rate, concurrency=concurrency, bulk_creates=bulk
+        )
     return timings
 
 
@@ -243,14 +246,36 @@ def prepare_directory(
 
 
 def baseline(
-    app: AppHalf, count: int, concurrency: int, cpu: CpuMeter, tenant: str = "baseline"
+    app: AppHalf,
+    count: int,
+    concurrency: int,
+    cpu: CpuMeter,
+    tenant: str = "baseline",
+    bulk: int = 0,
 ) -> dict[str, Any]:
-    """POST ``count`` users to an empty ``tenant`` from ``concurrency`` threads."""
+    """POST ``count`` users to an empty ``tenant`` from ``concurrency`` threads: one
+    ``POST /Users`` each, or ``POST /Bulk`` requests of ``bulk`` creates (as the engine sends
+    them with bulk creates on)."""
     lock = threading.Lock()
-    counter = iter(range(count))
     latencies: list[float] = []
     errors: list[str] = []
-    bodies = {i: json.dumps(create_body(i)).encode() for i in range(count)}
+    if bulk:
+        requests = [
+            {
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                "Operations": [
+                    {"method": "POST", "path": "/Users", "bulkId": str(i), "data": create_body(i)}
+                    for i in range(start, min(count, start + bulk))
+                ],
+            }
+            for start in range(0, count, bulk)
+        ]
+        bodies = {n: json.dumps(body).encode() for n, body in enumerate(requests)}
+        path, created = "/Bulk", 200
+    else:
+        bodies = {i: json.dumps(create_body(i)).encode() for i in range(count)}
+        path, created = "/Users", 201
+    counter = iter(range(len(bodies)))
 
     def client() -> None:
         http = app.client(tenant)
@@ -261,9 +286,13 @@ def baseline(
                 if index is None:
                     return
                 began = time.perf_counter()
-                status, data = http.call("POST", "/Users", bodies[index])
+                status, data = http.call("POST", path, bodies[index])
                 elapsed = time.perf_counter() - began
-                if status != 201:
+                if bulk and status == created:
+                    refused = [o for o in json.loads(data)["Operations"] if o["status"] != "201"]
+                    if refused:
+                        status, data = int(refused[0]["status"]), json.dumps(refused[0]).encode()
+                if status != created:
                     with lock:
                         errors.append(f"{status}: {data[:200]!r}")
                     return
@@ -290,6 +319,7 @@ def baseline(
         raise BenchmarkError(f"{tenant} tenant holds {total} users, expected {count}")
     return {
         "users": count,
+        "bulk": bulk,
         "concurrency": concurrency,
         "wall_s": round(wall, 2),
         "creates_per_s": round(count / wall, 1),
@@ -587,6 +617,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "poll_ms": args.poll_ms,
             "app_rate_per_second": args.rate,
             "engine_batch": EngineConfig().batch,
+            "bulk_creates": args.bulk,
         },
         "load_average_start": list(os.getloadavg()),
     }
@@ -623,6 +654,7 @@ def run_in(
     result: dict[str, Any],
 ) -> None:
     concurrency: int = result["parameters"]["concurrency"]
+    bulk = EngineConfig().bulk_batch if args.bulk else 0
     env = environment(
         SCIMLINK_DATA_DIR=str(tmp),
         SCIMLINK_SP_DATABASE_URL=dbs.sp_url,
@@ -638,7 +670,7 @@ def run_in(
     workers: Workers | None = None
     try:
         setup = prepare_directory(
-            sessions, database, box, args.users, app, args.rate, min(64, concurrency)
+            sessions, database, box, args.users, app, args.rate, min(64, concurrency), args.bulk
         )
         engine = ProvisioningEngine(sessions, box, EngineConfig(timeout=60), worker="bench")
         verified = idm.activate(engine, APP_LABEL)
@@ -647,9 +679,10 @@ def run_in(
         result["setup"] = setup
         cpu = CpuMeter(app, None, backends)
         if "sync" in scenarios:
-            log(f"  baseline: {result['parameters']['baseline_users']:,} POST /Users")
+            what = f"POST /Bulk of {bulk}" if bulk else "POST /Users"
+            log(f"  baseline: {result['parameters']['baseline_users']:,} users, {what}")
             result["baseline"] = baseline(
-                app, result["parameters"]["baseline_users"], concurrency, cpu
+                app, result["parameters"]["baseline_users"], concurrency, cpu, bulk=bulk
             )
             log(f"  baseline: {result['baseline']['creates_per_s']} creates/s")
         result["source_at_workers_start"] = source_fingerprint()
@@ -672,6 +705,7 @@ def run_in(
                 concurrency,
                 cpu,
                 tenant="baseline-after",
+                bulk=bulk,
             )
             log(f"  baseline after: {result['baseline_after']['creates_per_s']} creates/s")
         if "reconcile" in scenarios:
@@ -767,7 +801,8 @@ def default_out(args: argparse.Namespace) -> Path:
     size = f"{args.users // 1000}k" if args.users % 1000 == 0 else str(args.users)
     mode = "-threads" if args.worker_mode == "threads" else f"-t{args.threads_per_worker}"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    return RESULTS_DIR / f"provisioning-{stamp}-{args.db}-{size}-w{args.workers}{mode}.json"
+    bulk = "-bulk" if args.bulk else ""
+    return RESULTS_DIR / f"provisioning-{stamp}-{args.db}-{size}-w{args.workers}{mode}{bulk}.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -810,6 +845,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the application's rate limit, calls/s per worker process (product default 20)",
     )
     parser.add_argument("--sync-timeout", type=float, default=3600.0)
+    parser.add_argument(
+        "--bulk",
+        action="store_true",
+        help="bulk creates on (the engine sends POST /Bulk); the baselines then send POST /Bulk"
+        " requests of the same size",
+    )
     parser.add_argument(
         "--summarize", nargs="+", type=Path, help="print a Markdown table of result files"
     )
