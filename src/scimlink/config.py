@@ -24,8 +24,9 @@ class Settings(BaseSettings):
     sp_public_url: str | None = None
     sp_max_body_bytes: int = 1024 * 1024
     sp_max_results: int = 1000
-    sp_max_filter_length: int = 2048
+    sp_max_filter_length: int = 4096
     sp_max_filter_nodes: int = 50
+    sp_max_filter_values: int = 100
     sp_max_filter_depth: int = 10
     #: The SCIM base URL each region's tenants give their IdP. Default: this server's public
     #: URL (or ``http://127.0.0.1:8000``) plus ``/insync/scim`` for both regions. Druva's own are

@@ -618,8 +618,8 @@ def test_e7_one_refused_user_of_100_is_dead_lettered_and_redriven(
     world.bind()
 
     assert world.drain() == 100
-    # A create each, no retry of the 400, and one lookup per batch of 20 users.
-    assert (faulty.count("POST"), faulty.count("GET"), len(faulty.seen)) == (100, 5, 105)
+    # A create each, no retry of the 400, and one lookup for the batch's 100 users.
+    assert (faulty.count("POST"), faulty.count("GET"), len(faulty.seen)) == (100, 1, 101)
     with read_session(world.sessions) as session:
         failed = operations.links(session, world.label, state="failed")
         active = operations.links(session, world.label, state="active", limit=1000)
@@ -691,17 +691,18 @@ def _names_per_lookup(faulty: FaultyTransport) -> list[tuple[int, int | None]]:
     ]
 
 
+@pytest.mark.parametrize("status", [400, 414])
 def test_a_filter_too_long_for_the_target_is_asked_again_for_half_as_many(
-    make_world: Callable[..., World], faulty: FaultyTransport
+    make_world: Callable[..., World], faulty: FaultyTransport, status: int
 ) -> None:
-    """A 400 to a batched lookup (a target's filter limits) halves it at once and for later
-    batches; the users still get one shared lookup, not one call each."""
+    """A 400 to a batched lookup (a target's filter limits), or 414 (its URL limit), halves it
+    at once and for later batches; the users still get one shared lookup, not one call each."""
     world = make_world(EngineConfig(lookup_batch=8))
     names = world.add_users("half", 8)
-    faulty.answer(400, method="GET", mentions=BATCHED, times=1)
+    faulty.answer(status, method="GET", mentions=BATCHED, times=1)
     world.bind()
     assert world.drain() == 8
-    assert _names_per_lookup(faulty) == [(8, 400), (4, 200), (4, 200)]
+    assert _names_per_lookup(faulty) == [(8, status), (4, 200), (4, 200)]
     world.assert_all_delivered(names)
 
     faulty.reset_counts()
@@ -836,10 +837,10 @@ def test_bulk_creates_are_one_request_for_the_users_a_lookup_did_not_find(
 
     assert world.drain() == 60
     world.assert_all_delivered(names)
-    # Batches of 50 and 10: 3 + 1 lookups, 2 bulk requests (59 creates), 1 update.
+    # Batches of 50 and 10: a lookup and a bulk request each (59 creates), 1 update.
     assert faulty.count("POST") == 2
     assert all(s.url.endswith("/insync/scim/Bulk") for s in faulty.seen if s.method == "POST")
-    assert (faulty.count("GET"), faulty.count("PATCH")) == (4, 1)
+    assert (faulty.count("GET"), faulty.count("PATCH")) == (2, 1)
     for name in names[:3] + names[58:]:
         world.assert_delivered(name)
     # Users of one bulk request share its correlation id; the other request has its own.

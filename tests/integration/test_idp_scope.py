@@ -673,18 +673,18 @@ def test_two_engines_draining_concurrently_deliver_each_user_exactly_once(
 def test_claims_share_a_burst_among_all_claimers_and_take_full_batches_of_a_backlog(
     scene: Scene,
 ) -> None:
-    """Each claim takes an equal share of what is due (at least a lookup's worth), so a burst
+    """Each claim takes an equal share of what is due (at least ``min_claim``), so a burst
     of a few hundred keeps every thread busy; a backlog of a batch each gives full batches."""
     burst = scene.group("Burst")
     names = scene.users("burst", 30, burst)
     scene.bind(burst)
-    engine = scene.make_engine(config=EngineConfig(batch=10, lookup_batch=3))
+    engine = scene.make_engine(config=EngineConfig(batch=10, min_claim=3))
     engine.claimers = 2
     assert engine.run_once(app_id=scene.app_id) == 10  # 30 due: a full batch each
     engine.claimers = 4
     assert engine.run_once(app_id=scene.app_id) == 5  # 20 due, 4 claimers
     engine.peers = 2  # two engines alive: 8 claimers in all
-    assert engine.run_once(app_id=scene.app_id) == 3  # 15 due: 2 each, but a lookup's worth
+    assert engine.run_once(app_id=scene.app_id) == 3  # 15 due: 2 each, but min_claim
     engine.claimers = engine.peers = 1
     assert engine.run_once(app_id=scene.app_id) == 10  # alone: full batches, no count
     engine.claimers = 4

@@ -308,7 +308,7 @@ def test_f3_quote_injection_is_one_literal_value(hay: tuple[Scim, dict[str, str]
 
 
 def test_f4_overlong_filter_is_invalid_filter(scim: Scim) -> None:
-    _refused(scim, 'userName eq "' + "a" * 2100 + '"')
+    _refused(scim, 'userName eq "' + "a" * 4100 + '"')
     _refused(scim, "userName pr and " * 200 + "userName pr")
 
 
@@ -316,9 +316,24 @@ def test_f4_five_hundred_or_clauses_are_invalid_filter(scim: Scim) -> None:
     _refused(scim, " or ".join(f'userName eq "u{i}"' for i in range(500)))
     # Short enough for the length limit: the expression-count limit refuses it.
     short = " or ".join("id pr" for _ in range(60))
-    assert len(short) < 2048
+    assert len(short) < 4096
     _refused(scim, short)
     _refused(scim, " and ".join("id pr" for _ in range(60)))
+    # One attribute compared with 'eq' and 'or' (a directory's batched lookup) may list 100
+    # values; one operand of another kind brings back the 50-expression limit.
+    names = [f"listed{i}@example.com" for i in range(101)]
+    _refused(scim, " or ".join(f'userName eq "{n}"' for n in names))
+    mixed = " or ".join(f'userName eq "{n}"' for n in names[:30]) + ' or displayName eq "x"'
+    _refused(scim, mixed)
+
+
+def test_f4_a_directorys_lookup_of_a_hundred_names_is_one_query(scim: Scim) -> None:
+    created = [f"listed-{i}@example.com" for i in range(3)]
+    ids = {_user(scim, user_body(name)) for name in created}
+    names = [*created, *(f"absent{i}@example.com" for i in range(97))]
+    listed = " or ".join(f'userName eq "{n.upper()}"' for n in names)
+    assert len(listed) > 2048
+    assert _ids(scim, listed, search=True) == ids
 
 
 @pytest.mark.parametrize(

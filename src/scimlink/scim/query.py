@@ -20,9 +20,12 @@ class Limits:
     """Request-cost limits (security.md §3.4): filters are parsed with bounded size."""
 
     max_results: int = 1000
-    max_filter_length: int = 2048
+    max_filter_length: int = 4096
     max_filter_nodes: int = 50
     max_filter_depth: int = 10
+    #: Values of one ``a eq "x" or a eq "y" …`` list (a directory's batched lookup), which
+    #: runs as one indexed ``IN``: more than ``max_filter_nodes`` allows for other shapes.
+    max_filter_values: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,7 @@ def parse_list_query(params: Mapping[str, Any], limits: Limits) -> ListQuery:
                 max_length=limits.max_filter_length,
                 max_nodes=limits.max_filter_nodes,
                 max_depth=limits.max_filter_depth,
+                max_values=limits.max_filter_values,
             )
         except FilterError as exc:
             raise invalid_filter(str(exc)) from None

@@ -36,6 +36,7 @@ from scimlink.scim.filter import Or
 from scimlink.scim.filter import Present
 from scimlink.scim.filter import Value
 from scimlink.scim.filter import ValuePath
+from scimlink.scim.filter import equality_list
 from scimlink.scim.text import fold
 
 Condition = ColumnElement[bool]
@@ -109,19 +110,6 @@ def compile_filter(node: Node, scope: Scope) -> Condition:
     return _compare(scalar, node.op, node.value, scope.dialect, node.path)
 
 
-def _or_leaves(node: Node) -> list[Node]:
-    """The operands of a chain of ``or`` (iteratively: a long chain is deep, not wide)."""
-    leaves: list[Node] = []
-    pending = [node]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, Or):
-            pending.extend((item.right, item.left))
-        else:
-            leaves.append(item)
-    return leaves
-
-
 def _any_of(node: Or, scope: Scope) -> Condition | None:
     """``a eq "x" or a eq "y" …`` on one single-valued string attribute as ``a IN (…)``.
 
@@ -130,26 +118,16 @@ def _any_of(node: Or, scope: Scope) -> Condition | None:
     index probe per name either way, but building and caching the statement no longer grows
     with the names.
     """
-    leaves = _or_leaves(node)
-    first = leaves[0]
-    if not isinstance(first, Compare) or scope.is_multi_valued(first.path):
+    listed = equality_list(node)
+    if listed is None or scope.is_multi_valued(listed[0]):
         return None
-    values: list[str] = []
-    for leaf in leaves:
-        if not (
-            isinstance(leaf, Compare)
-            and leaf.op == "eq"
-            and leaf.path == first.path
-            and isinstance(leaf.value, str)
-        ):
-            return None
-        values.append(leaf.value)
-    scalar = scope.scalar(first.path)
+    path, values = listed
+    scalar = scope.scalar(path)
     if scalar.type not in _STRING_TYPES:
         return None
     expr: SqlExpression = scalar.expr
     for value in values:
-        _check_control(value, first.path)
+        _check_control(value, path)
     if scalar.folded:
         values = [fold(value) for value in values]
     elif not scalar.case_exact:

@@ -107,6 +107,7 @@ def create_sp_app(
             max_results=settings.sp_max_results,
             max_filter_length=settings.sp_max_filter_length,
             max_filter_nodes=settings.sp_max_filter_nodes,
+            max_filter_values=settings.sp_max_filter_values,
             max_filter_depth=settings.sp_max_filter_depth,
         ),
         max_body_bytes=settings.sp_max_body_bytes,

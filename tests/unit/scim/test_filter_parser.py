@@ -21,6 +21,7 @@ from scimlink.scim.filter import Or
 from scimlink.scim.filter import Present
 from scimlink.scim.filter import Value
 from scimlink.scim.filter import ValuePath
+from scimlink.scim.filter import equality_list
 from scimlink.scim.filter import format_filter
 from scimlink.scim.filter import parse_filter
 
@@ -587,3 +588,27 @@ def test_format_filter_round_trips(node: Node) -> None:
     assert parsed == node
     assert repr(parsed) == repr(node)  # also tells True from 1 and 0.0 from 0
     assert format_filter(parsed) == text
+
+
+def test_a_list_of_values_of_one_attribute_may_pass_the_node_limit() -> None:
+    """``a eq "x" or a eq "y" …`` (a directory's batched lookup) is one set of values: it may
+    hold ``max_values`` of them, past ``max_nodes``; any other shape may not."""
+    listed = " or ".join(f'userName eq "u{i}"' for i in range(100))  # 199 nodes
+    node = parse_filter(listed, max_length=10_000, max_nodes=50, max_values=100)
+    assert equality_list(node) == (AttrPath("userName"), [f"u{i}" for i in range(100)])
+    too_many = error(
+        listed + ' or userName eq "u100"', max_length=10_000, max_nodes=50, max_values=100
+    )
+    assert str(too_many) == (
+        "The filter has more than 50 expressions (or more than 100 values of one attribute "
+        "compared with 'eq' and 'or'), which exceeds the limit."
+    )
+    for odd_one in ('userName ne "x"', 'displayName eq "x"', "userName eq 1", "userName pr"):
+        mixed = " or ".join(f'userName eq "u{i}"' for i in range(30)) + f" or {odd_one}"
+        assert "more than 50 expressions" in str(
+            error(mixed, max_length=10_000, max_nodes=50, max_values=100)
+        )
+    # Without max_values, the node limit is the limit for every shape.
+    assert "more than 50 expressions, which" in str(error(listed, max_length=10_000, max_nodes=50))
+    assert equality_list(eq("userName", "a")) is None
+    assert equality_list(parse_filter('a pr or a eq "x"')) is None

@@ -63,8 +63,9 @@ log = logging.getLogger("scimlink.idp.engine")
 _IN_CHUNK = 500
 #: A batch's log rows: a Core executemany on the table (the ORM's bulk path costs more).
 _LOGS: Table = LogEntry.__table__  # type: ignore[assignment]
-#: Keeps a batched lookup's URL well under the 8 KiB many servers accept.
-_FILTER_CHARS = 1500
+#: Keeps a batched lookup's URL (about 1.6 times as long, encoded) under the 8 KiB many
+#: servers accept, and its filter within the app half's 4 096 characters.
+_FILTER_CHARS = 3800
 TransportFactory = Callable[[Application], httpx2.BaseTransport | None]
 
 
@@ -81,8 +82,12 @@ class EngineConfig:
     ratio: float = 0.8
     quarantine: timedelta = timedelta(minutes=5)
     verify_tls: bool = True
-    #: Users looked up together in one ``userName eq … or …`` filter.
-    lookup_batch: int = 20
+    #: The smallest share of a backlog a claim takes when several claimers split it.
+    min_claim: int = 20
+    #: Users looked up together in one ``userName eq … or …`` filter (fewer when their names
+    #: are long; a target that refuses it as too large is asked for half as many). The app
+    #: half spends 3.4 ms of CPU on a 20-name lookup and 8.1 ms on a 100-name one.
+    lookup_batch: int = 100
     #: Creates sent together in one bulk request, when the application has bulk creates on
     #: (and never more than the target's ``maxOperations``).
     bulk_batch: int = 100
@@ -506,15 +511,15 @@ class Engine:
 
     def _claim_size(self, session: Session, now: datetime, app_id: str) -> int:
         """A full batch when the backlog has one for every claimer (this engine's threads,
-        times the engines alive); otherwise an equal share, at least one lookup's worth, so a
-        burst of a few hundred pairs is spread over all of them, not taken by the first."""
+        times the engines alive); otherwise an equal share, at least ``min_claim``, so a burst
+        of a few hundred pairs is spread over all of them, not taken by the first."""
         batch = self.config.batch
         claimers = self.claimers * max(1, self.peers)
         if claimers <= 1:
             return batch
         backlog = outbox.due_count(session, now=now, cap=batch * claimers, app_id=app_id)
         share = -(-backlog // claimers)
-        return min(batch, max(self.config.lookup_batch, share))
+        return min(batch, max(self.config.min_claim, share))
 
     def drain(
         self, *, app_id: str | None = None, progress: Callable[[int], None] | None = None
@@ -727,7 +732,7 @@ class Engine:
                 return found
             if status != 200 or not isinstance(exchange.response, dict):
                 log.info("batched lookup in %s refused (%s)", app.label, exchange.detail)
-                if status == 400:
+                if status in (400, 413, 414, 431):
                     # Too long or too complex for the target's filter limits (or no ``or``).
                     self._lookup_sizes[app.id] = len(chunk) // 2
                     continue

@@ -10,6 +10,8 @@ from scimlink.scim.filter.ast import Or
 from scimlink.scim.filter.ast import Present
 from scimlink.scim.filter.ast import Value
 from scimlink.scim.filter.ast import ValuePath
+from scimlink.scim.filter.ast import equality_list
+from scimlink.scim.filter.ast import or_operands
 from scimlink.scim.filter.parser import FilterError
 from scimlink.scim.filter.parser import format_filter
 from scimlink.scim.filter.parser import parse_filter
@@ -26,6 +28,8 @@ __all__ = [
     "Present",
     "Value",
     "ValuePath",
+    "equality_list",
     "format_filter",
+    "or_operands",
     "parse_filter",
 ]

@@ -82,3 +82,38 @@ class ValuePath:
 
 
 Node: TypeAlias = Compare | Present | And | Or | Not | ValuePath
+
+
+def or_operands(node: Node) -> list[Node]:
+    """The operands of a chain of ``or``, left to right (iteratively: a long chain is deep)."""
+    operands: list[Node] = []
+    pending = [node]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Or):
+            pending.extend((item.right, item.left))
+        else:
+            operands.append(item)
+    return operands
+
+
+def equality_list(node: Node) -> tuple[AttrPath, list[str]] | None:
+    """``a eq "x" or a eq "y" …``: one attribute compared with several strings, as a directory
+    looking many users up at once sends it; ``None`` for any other shape."""
+    if not isinstance(node, Or):
+        return None
+    operands = or_operands(node)
+    first = operands[0]
+    if not isinstance(first, Compare):
+        return None
+    values: list[str] = []
+    for operand in operands:
+        if not (
+            isinstance(operand, Compare)
+            and operand.op == "eq"
+            and operand.path == first.path
+            and isinstance(operand.value, str)
+        ):
+            return None
+        values.append(operand.value)
+    return first.path, values

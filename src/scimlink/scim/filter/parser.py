@@ -25,6 +25,7 @@ from scimlink.scim.filter.ast import Or
 from scimlink.scim.filter.ast import Present
 from scimlink.scim.filter.ast import Value
 from scimlink.scim.filter.ast import ValuePath
+from scimlink.scim.filter.ast import equality_list
 
 __all__ = ["FilterError", "format_filter", "parse_filter"]
 
@@ -51,21 +52,28 @@ class FilterError(ValueError):
 
 
 def parse_filter(
-    text: str, *, max_length: int = 4096, max_nodes: int = 100, max_depth: int = 12
+    text: str,
+    *,
+    max_length: int = 4096,
+    max_nodes: int = 100,
+    max_depth: int = 12,
+    max_values: int = 0,
 ) -> Node:
     """Parse a SCIM filter (RFC 7644 §3.4.2.2) into a tree, or raise :class:`FilterError`.
 
     Precedence is ``not`` > ``and`` > ``or``, all left-associative. Keywords and operators are
     case-insensitive; attribute names are kept as written. ``max_nodes`` counts every node of the
     tree; ``max_depth`` bounds nesting (brackets, ``not``, value paths), not the length of flat
-    ``and``/``or`` chains, which ``max_nodes`` bounds.
+    ``and``/``or`` chains, which ``max_nodes`` bounds. An ``or`` of ``eq`` comparisons of one
+    attribute with strings (:func:`equality_list`) may instead hold up to ``max_values`` values:
+    it is one lookup of a set of values, whatever their number.
     """
     if len(text) > max_length:
         raise FilterError(
             f"The filter is {len(text)} characters long, which exceeds the limit of "
             f"{max_length} characters."
         )
-    parser = _Parser(text, max_nodes, max_depth)
+    parser = _Parser(text, max(max_nodes, 2 * max_values - 1), max_depth, max_nodes, max_values)
     if parser.peek().kind == "end":
         raise FilterError("The filter is empty.", 0)
     try:
@@ -73,6 +81,8 @@ def parse_filter(
     except RecursionError:  # only reachable when the caller raised max_depth very high
         raise FilterError("The filter is nested too deeply to be parsed.") from None
     parser.expect("end", "'and', 'or' or the end of the filter")
+    if parser.nodes > max_nodes and equality_list(node) is None:
+        raise parser.too_many()
     return node
 
 
@@ -193,11 +203,28 @@ class _Parser(_Lexer):
     """Recursive descent; every ``parse_*`` method returns ``(node, height)``. Heights are tracked
     here because the frozen nodes cannot carry them."""
 
-    def __init__(self, text: str, max_nodes: int, max_depth: int) -> None:
+    def __init__(
+        self, text: str, bound: int, max_depth: int, max_nodes: int, max_values: int
+    ) -> None:
         super().__init__(text)
         self.nodes = 0
+        #: Nodes counted as they are built: the larger of the two limits (a value list's check
+        #: comes once the tree is complete).
+        self.bound = bound
         self.max_nodes = max_nodes
+        self.max_values = max_values
         self.max_depth = max_depth
+
+    def too_many(self) -> FilterError:
+        lists = (
+            f" (or more than {self.max_values} values of one attribute compared with 'eq' and 'or')"
+            if self.max_values
+            else ""
+        )
+        return FilterError(
+            f"The filter has more than {self.max_nodes} expressions{lists}, which exceeds the "
+            "limit."
+        )
 
     def expect(self, kind: str, wanted: str) -> _Token:
         token = self.advance()
@@ -211,10 +238,8 @@ class _Parser(_Lexer):
     def build(self, node: Node, height: int) -> tuple[Node, int]:
         """Count ``node`` against the limits as soon as it exists, so oversized input fails early."""
         self.nodes += 1
-        if self.nodes > self.max_nodes:
-            raise FilterError(
-                f"The filter has more than {self.max_nodes} expressions, which exceeds the limit."
-            )
+        if self.nodes > self.bound:
+            raise self.too_many()
         self.check_depth(height)
         return node, height
 
