@@ -263,3 +263,28 @@ def test_a_refusal_the_audit_trail_keeps_is_recorded(
     with read_session(sessions) as session:
         refused = [e for e in entries(session, tenant.id, limit=20) if e.outcome == "refused"]
     assert [(e.action, e.target_id) for e in refused] == [("user.reactivate", user["id"])]
+
+
+def test_a_full_request_keeps_the_tenants_count_across_its_units_of_work(scim: Scim) -> None:
+    """On PostgreSQL a request of 100 runs as two transactions of 50 (see sp.bulk); the
+    tenant's count, written once per unit, follows what succeeded in both."""
+    doomed = create_user(scim)
+    operations = [_post(f"c{n}", user_body(f"unit-{n}@example.com")) for n in range(98)]
+    operations.insert(60, _post("dup", user_body(doomed["userName"])))
+    operations.insert(70, {"method": "DELETE", "path": f"/Users/{doomed['id']}"})
+    results = _results(scim, _bulk(*operations))
+    assert len(results) == 100
+    assert [r["status"] for r in results].count("201") == 98
+    assert (results[60]["status"], results[70]["status"]) == ("409", "204")
+    assert total_users(scim) == 98
+    listed = scim.get("/Users", params={"filter": 'userName sw "unit-"', "count": 0}).json()
+    assert listed["totalResults"] == 98
+
+
+def test_fail_on_errors_counts_across_units_of_work(scim: Scim) -> None:
+    operations = [_post(f"e{n}", user_body(f"stop-{n}@example.com")) for n in range(100)]
+    operations[10] = {"method": "DELETE", "path": "/Users/missing-a"}
+    operations[55] = {"method": "DELETE", "path": "/Users/missing-b"}
+    results = _results(scim, _bulk(*operations, failOnErrors=2))
+    assert len(results) == 56
+    assert total_users(scim) == 54

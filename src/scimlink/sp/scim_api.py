@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import replace
+from functools import partial
 from typing import Any
 from typing import TypeVar
 
@@ -400,11 +401,15 @@ async def bulk_request(request: Request) -> Response:
     body = await _json_body(request, check_shape=False)
     parsed = bulk.parse_request(body, max_operations=bulk_run.MAX_OPERATIONS)
     _check_shape(body)
-    users_url = f"{_base_url(request)}/Users"
-    results = await _in_tenant(
-        request, lambda service: bulk_run.run(service, parsed, users_url), write=True
-    )
-    return scim_response(bulk.response(results))
+    progress = bulk_run.Progress(parsed, f"{_base_url(request)}/Users")
+    bind = _settings(request).sessions.kw["bind"]
+    parts = progress.parts(bind.dialect.name) or [[]]
+    for part in parts:
+        if progress.stopped:
+            break
+        run = partial(bulk_run.run, progress=progress, operations=part)
+        await _in_tenant(request, run, write=True)
+    return scim_response(bulk.response(progress.results))
 
 
 @router.api_route("/Groups", methods=["GET", "POST"])

@@ -241,6 +241,25 @@ class UserService:
         self.actor = actor
         self.connection = session.connection()
         self.dialect = self.connection.dialect.name
+        self.defer_counts = False
+        self.count_delta = 0
+
+    def _count(self, delta: int) -> None:
+        """Keep the tenant's user count (an UPDATE of its row, which locks it on PostgreSQL
+        until commit); with ``defer_counts`` the change waits for :meth:`apply_counts`."""
+        if self.defer_counts:
+            self.count_delta += delta
+        else:
+            self.connection.execute(_ADD_TO_COUNT, {"tenant_id": self.tenant_id, "delta": delta})
+
+    def apply_counts(self) -> None:
+        """Write the deferred count changes: one short lock at the end of a long unit of work,
+        so concurrent bulk requests of a tenant do not queue behind each other's first create."""
+        if self.count_delta:
+            self.connection.execute(
+                _ADD_TO_COUNT, {"tenant_id": self.tenant_id, "delta": self.count_delta}
+            )
+        self.count_delta = 0
 
     def _audit(self, change: Change) -> None:
         if self.actor is not None:
@@ -370,7 +389,7 @@ class UserService:
             # the failed statement ends this unit of work, which the caller rolls back.
             raise _duplicate() from None
         self._write_emails(pk, document, replace=False)
-        self.connection.execute(_ADD_TO_COUNT, {"tenant_id": self.tenant_id, "delta": 1})
+        self._count(1)
         after = account_view(document, values.get("state", "active"), values.get("preserved_by"))
         email = after["email"]
         if placement.send_activation_email and email and after["state"] == "active":
@@ -395,7 +414,7 @@ class UserService:
         except _Conflict:
             raise _busy() from None
         self._write_emails(row.pk, document, replace=True)
-        self.connection.execute(_ADD_TO_COUNT, {"tenant_id": self.tenant_id, "delta": 1})
+        self._count(1)
         return stored
 
     def _reprovision(self, row: Any, document: dict[str, Any]) -> StoredUser:
@@ -415,7 +434,7 @@ class UserService:
         except _Conflict:
             raise _busy() from None
         if row.scim_deleted:
-            self.connection.execute(_ADD_TO_COUNT, {"tenant_id": self.tenant_id, "delta": 1})
+            self._count(1)
         return stored
 
     def _write_emails(self, pk: int, document: dict[str, Any], *, replace: bool) -> None:
@@ -545,7 +564,7 @@ class UserService:
             raise precondition_failed("The resource changed since you read it (If-Match).")
         # inSync preserves the account; SCIM no longer shows it (RFC 7644 §3.6).
         self.connection.execute(_HIDE_USER, {"row_pk": row.pk, "now": _now()})
-        self.connection.execute(_ADD_TO_COUNT, {"tenant_id": self.tenant_id, "delta": -1})
+        self._count(-1)
         self._audit(
             Change(
                 "user.delete",
