@@ -996,3 +996,21 @@ def test_bulk_creates_are_off_unless_chosen(world: World, faulty: FaultyTranspor
     assert world.drain() == 3
     world.assert_all_delivered(names)
     assert [s.url.rsplit("/", 1)[1] for s in faulty.seen if s.method == "POST"] == ["Users"] * 3
+
+
+def test_a_failed_bulk_request_answers_the_creates_of_the_requests_after_it_too(
+    make_world: Callable[..., World], faulty: FaultyTransport, clock: FakeClock
+) -> None:
+    world = _bulk_world(make_world, EngineConfig(bulk_batch=2))
+    names = world.add_users("bulk-later", 5)
+    faulty.answer(503, method="POST", mentions="/Bulk", times=1)
+    world.bind()
+    assert world.run_once() == 5
+    # Three requests were due (2, 2 and 1 creates); the first failed, nothing else was sent.
+    assert [s.method for s in faulty.seen] == ["GET", "POST"]
+    assert all(row.attempts == 1 for row in world.rows().values())
+    clock.advance(timedelta(hours=1))
+    assert world.drain() == 5
+    world.assert_all_delivered(names)
+    posts = [s.url.rsplit("/", 1)[1] for s in faulty.seen if s.method == "POST"]
+    assert posts == ["Bulk", "Bulk", "Bulk", "Users"]  # the last one's request holds one create

@@ -416,7 +416,8 @@ class Engine:
         #: Users per batched lookup, for applications that refused a larger one (400: their
         #: filter limits); below 2, they are asked one user at a time.
         self._lookup_sizes: dict[str, int] = {}
-        #: Creates per bulk request, for applications that refused a larger one (413).
+        #: Creates per bulk request, for applications that refused a larger one (413), or 0
+        #: for those that refused bulk itself.
         self._bulk_sizes: dict[str, int] = {}
 
     def target(self, app: Application) -> ScimTarget:
@@ -771,19 +772,12 @@ class Engine:
             if new and pair.desired.in_scope and needs_lookup(pair):
                 creates.append((item.user_id, pair))
         answers: dict[str, BulkAnswer] = {}
-        for chunk in _bulk_chunks(creates, size, app.bulk_max_payload):
+        chunks = list(_bulk_chunks(creates, size, app.bulk_max_payload))
+        for index, chunk in enumerate(chunks):
             if len(chunk) < 2 or (deadline is not None and self.clock() >= deadline):
                 break
             correlation = uuid.uuid4().hex
-            operations = [
-                {
-                    "method": "POST",
-                    "path": "/Users",
-                    "bulkId": user_id,
-                    "data": pair.desired.resource,
-                }
-                for user_id, pair in chunk
-            ]
+            operations = [_bulk_operation(user_id, pair) for user_id, pair in chunk]
             with self._slot(app):
                 self._wait_for_rate(app)
                 target = self._cached_target(app)
@@ -792,10 +786,10 @@ class Engine:
             together = f"one bulk request for {len(chunk)} users"
             status = exchange.status
             if status is None or status in (401, 429) or (status >= 500 and status != 501):
-                # No usable answer: every create it carried got this answer (501 is "no
-                # bulk here", RFC 7644 §3.12, handled below).
-                for (user_id, _), operation in zip(chunk, operations, strict=True):
-                    part = replace(exchange, request=operation)
+                # No usable answer: every create it carried got this answer, and so do the
+                # creates of later requests, unsent (501 is "no bulk here", handled below).
+                for user_id, pair in (entry for later in chunks[index:] for entry in later):
+                    part = replace(exchange, request=_bulk_operation(user_id, pair))
                     answers[user_id] = BulkAnswer(part, correlation, together)
                 return answers
             results = _bulk_results(exchange)
@@ -1040,6 +1034,11 @@ class _Writes:
 
     def __bool__(self) -> bool:
         return bool(self.logs or self.links or self.completed or self.released or self.retries)
+
+
+def _bulk_operation(user_id: str, pair: PairState) -> dict[str, Any]:
+    """One user's create in a bulk request; its bulkId is the directory's user id."""
+    return {"method": "POST", "path": "/Users", "bulkId": user_id, "data": pair.desired.resource}
 
 
 def _bulk_results(exchange: Exchange) -> dict[str, tuple[int, dict[str, Any]]] | None:
