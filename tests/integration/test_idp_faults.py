@@ -787,6 +787,10 @@ def test_a_capped_batched_answer_counts_only_what_it_shows(
     assert sorted(s.method for s in faulty.seen if s.method != "GET") == ["PATCH", "POST", "POST"]
     lookup = world.log(shown)[-1]
     assert lookup["decision"] == f"found {shown!r}: adopting it (one lookup for 3 users)"
+    # Each user's row names its own clause of the shared filter, not the whole URL.
+    assert lookup["request"]["url"] == (
+        f'{world.base_url}/Users?filter=userName eq "{shown}" or … (3 users in one filter)'
+    )
     assert [r["id"] for r in lookup["response"]["body"]["Resources"]] == [existing.json()["id"]]
     # Each user's part of the shared answer, under the shared call's own correlation id.
     assert world.log(left_out)[-1]["correlation_id"] != lookup["correlation_id"]

@@ -51,6 +51,7 @@ from scimlink.idp.models import LogEntry
 from scimlink.idp.provisioning import backoff
 from scimlink.idp.provisioning.connector import Exchange
 from scimlink.idp.provisioning.connector import ScimTarget
+from scimlink.idp.provisioning.connector import lookup_part_url
 from scimlink.idp.provisioning.desired import Desired
 from scimlink.idp.provisioning.desired import desired
 from scimlink.idp.secrets import SecretBox
@@ -1126,12 +1127,13 @@ def _answers(
     together = f"one lookup for {len(chunk)} users"
     for user_id, pair in chunk:
         match = by_name.get(pair.username.casefold())
+        url = lookup_part_url(exchange.url, pair.username, len(chunk))
         if match is not None and isinstance(match.get("id"), str):
-            part = replace(exchange, response={**response, "Resources": [match]})
+            part = replace(exchange, url=url, response={**response, "Resources": [match]})
             decision = f"found {pair.username!r}: adopting it ({together})"
             answers[user_id] = Lookup(Step("lookup", part, decision, correlation), match["id"])
         elif match is None and complete:
-            part = replace(exchange, response={**response, "Resources": []})
+            part = replace(exchange, url=url, response={**response, "Resources": []})
             decision = f"{pair.username!r} is not in the application yet ({together})"
             answers[user_id] = Lookup(Step("lookup", part, decision, correlation), None)
     return answers
