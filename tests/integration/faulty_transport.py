@@ -1,7 +1,7 @@
 """A fault-injecting httpx2 transport: a test double of the network, never of our own code.
 
-It wraps a real :class:`httpx2.HTTPTransport` to a live server and applies programmable rules
-to the requests that match them, first match wins:
+It wraps the directory's real transport (:class:`KeptAliveTransport`) to a live server and
+applies programmable rules to the requests that match them, first match wins:
 
 * ``refuse`` - the connection is refused (:class:`httpx2.ConnectError`), nothing is sent;
 * ``answer`` - a canned response (429 with ``Retry-After``, 500, 401, ...), nothing is sent;
@@ -26,6 +26,8 @@ from typing import Any
 from urllib.parse import unquote
 
 import httpx2
+
+from scimlink.idp.provisioning.transport import KeptAliveTransport
 
 SCIM_ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 
@@ -76,7 +78,7 @@ class FaultyTransport(httpx2.BaseTransport):
     """
 
     def __init__(self, inner: httpx2.BaseTransport | None = None) -> None:
-        self.inner = inner or httpx2.HTTPTransport()
+        self.inner = inner or KeptAliveTransport()
         self.rules: list[Rule] = []
         self.seen: list[Seen] = []
         self._lock = threading.Lock()

@@ -42,6 +42,7 @@ from scimlink.idp.provisioning import backoff
 from scimlink.idp.provisioning import operations
 from scimlink.idp.provisioning.engine import Engine as ProvisioningEngine
 from scimlink.idp.provisioning.engine import EngineConfig
+from scimlink.idp.provisioning.transport import KeptAliveTransport
 from scimlink.idp.secrets import SecretBox
 from scimlink.sp import tenants
 from scimlink.sp.mappings import NO_MATCH
@@ -244,7 +245,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def faulty() -> Iterator[FaultyTransport]:
-    transport = FaultyTransport(httpx2.HTTPTransport())
+    transport = FaultyTransport(KeptAliveTransport())
     yield transport
     transport.shutdown()
 

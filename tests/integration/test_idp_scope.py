@@ -52,6 +52,7 @@ from scimlink.idp.models import OutboxRow
 from scimlink.idp.provisioning import operations
 from scimlink.idp.provisioning.engine import Engine as ProvisioningEngine
 from scimlink.idp.provisioning.engine import EngineConfig
+from scimlink.idp.provisioning.transport import KeptAliveTransport
 from scimlink.idp.secrets import SecretBox
 from scimlink.storage.db import make_sessionmaker
 from scimlink.storage.db import read_session
@@ -265,7 +266,7 @@ def http(live_server: str) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def recorder() -> Iterator[FaultyTransport]:
-    transport = FaultyTransport(httpx2.HTTPTransport())
+    transport = FaultyTransport(KeptAliveTransport())
     yield transport
     transport.shutdown()
 
@@ -732,7 +733,7 @@ def test_one_applications_backlog_does_not_hold_back_anothers_change(
 def test_a_target_without_patch_is_updated_with_put(
     make_scene: Callable[[FaultyTransport], Scene],
 ) -> None:
-    recorder = FaultyTransport(PatchUnsupported(httpx2.HTTPTransport()))
+    recorder = FaultyTransport(PatchUnsupported(KeptAliveTransport()))
     try:
         scene = make_scene(recorder)
         verified = scene.activate()

@@ -10,9 +10,11 @@ came back, how long it took) for the provisioning log, with the correlation id s
 from __future__ import annotations
 
 import time
+import urllib.request
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 from scim2_client import SCIMClientException
@@ -20,6 +22,8 @@ from scim2_client.engines.httpx2 import SyncSCIMClient
 from scim2_models import EnterpriseUser
 from scim2_models import ListResponse
 from scim2_models import User
+
+from scimlink.idp.provisioning.transport import KeptAliveTransport
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
@@ -69,8 +73,9 @@ def _redacted(body: dict[str, Any] | None) -> dict[str, Any] | None:
 class ScimTarget:
     """A SCIM 2.0 service provider reached with a bearer token.
 
-    ``transport`` lets tests and benchmarks hand in any httpx2 transport; by default this is a
-    real HTTP connection pool with the given timeout.
+    ``transport`` lets tests and benchmarks hand in any httpx2 transport. By default calls go
+    through :class:`KeptAliveTransport`, unless the environment names a proxy for this URL
+    (``HTTPS_PROXY``, ``NO_PROXY`` …): httpx2 applies those only to its own transport.
     """
 
     def __init__(
@@ -91,7 +96,8 @@ class ScimTarget:
                 "User-Agent": "scimlink-directory",
             },
             timeout=timeout,
-            transport=transport,
+            transport=transport
+            or (None if proxied(base_url) else KeptAliveTransport(verify=verify)),
             verify=verify,
         )
         self.scim = SyncSCIMClient(self.http, resource_models=(_USER,))
@@ -215,6 +221,13 @@ class ScimTarget:
                 "User", remote_id, raise_scim_errors=False, expected_status_codes=None
             ),
         )
+
+
+def proxied(url: str) -> bool:
+    """Whether the environment names a proxy for ``url``'s scheme (``HTTPS_PROXY``,
+    ``ALL_PROXY`` …, read as httpx2 reads them); httpx2 then decides, ``NO_PROXY`` included."""
+    proxies = urllib.request.getproxies()
+    return bool(proxies.get(urlsplit(url).scheme) or proxies.get("all"))
 
 
 def lookup_part_url(url: str, user_name: str, together: int) -> str:
