@@ -32,6 +32,7 @@ from sqlalchemy import Table
 from sqlalchemy import insert
 
 from scimlink.idp.models import DirectoryUser
+from scimlink.idp.provisioning.transport import KeptAliveTransport
 from scimlink.scim.text import fold
 from scimlink.storage.base import utcnow
 
@@ -316,10 +317,10 @@ class ScimHttp:
 
 
 class CountingTransport(httpx2.BaseTransport):
-    """A real HTTP transport that counts every request it sends, by method."""
+    """The directory's own transport, counting every request it sends by method."""
 
     def __init__(self, counts: Counter[str], lock: threading.Lock) -> None:
-        self.inner = httpx2.HTTPTransport()
+        self.inner = KeptAliveTransport()
         self.counts = counts
         self.lock = lock
 
