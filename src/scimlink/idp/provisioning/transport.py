@@ -4,9 +4,10 @@ The engine makes one short call after another to the same target, so the client'
 call is part of what a sync costs the machine. httpx2's default transport (httpcore2 and h11,
 both pure Python) spent about 0.25 ms of a call's 0.6 ms; ``http.client`` sends the headers and
 a small body in one ``send`` and parses the answer in a fraction of that. httpx2 keeps
-everything above the transport: URLs, headers, redirects, proxies from the environment (its
-proxy mounts take precedence over this transport), content decoding and the exceptions
-callers see, which this transport raises as httpx2's own.
+everything above the transport: URLs, headers, redirects, content decoding and the exceptions
+callers see, which this transport raises as httpx2's own. (httpx2 applies proxies named in the
+environment only to its own transport, so ``ScimTarget`` keeps that one for a target behind a
+proxy.)
 
 Connections are kept alive per origin and reused only when idle and not readable: a kept
 connection that turned readable was closed (or written to) by the server, the same test
@@ -176,7 +177,9 @@ def _readable(sock: socket.socket) -> bool:
     """An idle kept-alive connection that is readable was closed by the peer (or is out of
     step with it): either way it must not carry another request."""
     try:
-        return bool(select.select([sock], [], [], 0)[0])
+        poller = select.poll()  # not select(): no limit on the descriptor's number
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
 
