@@ -1,8 +1,12 @@
-"""SQLite plans the IdPs' userName lookups through the unique index once it has statistics.
+"""SQLite plans the IdPs' lookups through the key's index, with or without statistics.
 
-Without statistics, SQLite answers ``userName eq "a" or userName eq "b"`` (ordered by ``pk``)
-by walking the whole tenant in ``(tenant_id, pk)`` order: a cost that grows with the tenant.
-``StatsKeeper`` gives it statistics as the users table grows.
+``ORDER BY pk`` invites a planner to walk the tenant's ``(tenant_id, pk)`` index in order and
+test each user, instead of probing the unique ``(tenant_id, user_name_key)`` index and sorting
+the few rows found: a cost that grows with the tenant. SQLite does so without statistics, and
+with its sampled ones too (``analysis_limit``: they never count a tenant larger than the
+sample) once a lookup lists many names. Key lookups therefore order by ``pk + 0``, which no
+index provides, and e-mail lookups select from the ``(tenant_id, value_key)`` index.
+``StatsKeeper`` still gives SQLite statistics as the users table grows, for every other query.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from sqlalchemy import Table
 from sqlalchemy import create_engine
 from sqlalchemy import event
 from sqlalchemy import insert
+from sqlalchemy import select
 from sqlalchemy import text
 
 from scimlink.scim.filter.parser import parse_filter
@@ -32,6 +37,7 @@ from scimlink.scim.query import ListQuery
 from scimlink.sp import schema
 from scimlink.sp import tenants
 from scimlink.sp.models import SpUser
+from scimlink.sp.models import SpUserEmail
 from scimlink.sp.users import UserService
 from scimlink.storage.db import make_engine
 from scimlink.storage.db import make_sessionmaker
@@ -39,12 +45,16 @@ from scimlink.storage.db import read_session
 from scimlink.storage.db import write_session
 from scimlink.storage.planner import StatsKeeper
 
-PER_TENANT = 1500
+#: More users a tenant than SQLite's analysis samples (``planner.ANALYSIS_LIMIT``).
+PER_TENANT = 3000
+#: Names of the first tenant looked up at once, as the directory's engine does (100 at most).
+MANY = [3, *range(700, 797), 1499, 2999]
 
 
 @pytest.fixture
 def populated(tmp_path: Path) -> tuple[Engine, list[str]]:
-    """Two tenants of 1 500 users each, bulk-inserted (the planner cares about shape only)."""
+    """Two tenants of 3 000 users with an e-mail each, bulk-inserted (the planner cares about
+    shape only)."""
     engine = make_engine(f"sqlite:///{tmp_path / 'sp.db'}")
     schema.upgrade(engine)
     sessions = make_sessionmaker(engine)
@@ -69,49 +79,114 @@ def populated(tmp_path: Path) -> tuple[Engine, list[str]]:
                     for i in range(PER_TENANT)
                 ],
             )
+            users = session.execute(
+                select(SpUser.pk, SpUser.user_name).where(SpUser.tenant_id == tenant_id)
+            )
+            session.execute(
+                insert(SpUserEmail),
+                [
+                    {
+                        "user_pk": pk,
+                        "tenant_id": tenant_id,
+                        "value_key": name,
+                        "type_key": "work",
+                        "primary": True,
+                    }
+                    for pk, name in users
+                ],
+            )
     return engine, ids
 
 
-def lookup_plan(engine: Engine, tenant_id: str) -> str:
-    """SQLite's plan for the page query of a batched lookup, as ``UserService`` runs it."""
-    statements: list[str] = []
-    wanted = " or ".join(f'userName eq "user{i}@example.com"' for i in (3, 700, 1499))
+def page_plan(engine: Engine, tenant_id: str, wanted: str, found: int) -> str:
+    """SQLite's plan for the page query of ``wanted``, as ``UserService`` runs it."""
+    statements: list[tuple[str, object]] = []
     sessions = make_sessionmaker(engine)
     with read_session(sessions) as session:
         service = UserService(session, tenant_id)
         connection = service.connection
 
-        def capture(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        def capture(
+            _conn: object, _cursor: object, statement: str, params: object, *_: object
+        ) -> None:
             if statement.upper().startswith("SELECT SP_USERS.PK \nFROM"):
-                statements.append(statement)
+                statements.append((statement, params))
 
         event.listen(connection, "before_cursor_execute", capture)
-        total, users = service.search(ListQuery(filter=parse_filter(wanted), count=20))
+        total, users = service.search(
+            ListQuery(filter=parse_filter(wanted, max_values=100), count=100)
+        )
         event.remove(connection, "before_cursor_execute", capture)
-        assert total == 3
-        assert len(users) == 3
+        assert total == found
+        assert len(users) == found
         assert len(statements) == 1
-        params = [tenant_id] + [f"user{i}@example.com" for i in (3, 700, 1499)] + [20, 0]
-        rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statements[0]}", tuple(params))
+        statement, params = statements[0]
+        rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)
         return " | ".join(str(row[-1]) for row in rows)
 
 
-def test_without_statistics_the_lookup_walks_the_whole_tenant(
-    populated: tuple[Engine, list[str]],
-) -> None:
-    engine, (tenant_id, _) = populated
-    assert "ix_sp_users_tenant_pk" in lookup_plan(engine, tenant_id)
+def names(numbers: list[int], attribute: str = "userName") -> str:
+    return " or ".join(f'{attribute} eq "user{i}@example.com"' for i in numbers)
 
 
-def test_with_statistics_the_lookup_probes_the_unique_user_name_index(
-    populated: tuple[Engine, list[str]],
-) -> None:
-    engine, (tenant_id, _) = populated
+def analysed(engine: Engine) -> None:
     keeper = StatsKeeper(make_sessionmaker(engine), schema.GROWING)
-    assert keeper.check() == ["sp_users"]  # sp_user_emails is empty here
-    plan = lookup_plan(engine, tenant_id)
+    assert set(keeper.check()) == {"sp_users", "sp_user_emails"}
+
+
+@pytest.mark.parametrize("statistics", [False, True], ids=["no statistics", "sampled"])
+@pytest.mark.parametrize("numbers", [[3, 700, 1499], MANY, [42]], ids=["3", "100", "1"])
+def test_a_user_name_lookup_probes_the_unique_index(
+    populated: tuple[Engine, list[str]], statistics: bool, numbers: list[int]
+) -> None:
+    engine, (tenant_id, _) = populated
+    if statistics:
+        analysed(engine)
+    plan = page_plan(engine, tenant_id, names(numbers), len(numbers))
     assert "user_name_key=?" in plan
-    assert "ix_sp_users_tenant_pk" not in plan
+    assert "ix_sp_users_tenant_pk (tenant_id=?)" not in plan  # a walk of the tenant
+
+
+def test_the_old_order_walked_the_tenant_with_sampled_statistics(
+    populated: tuple[Engine, list[str]],
+) -> None:
+    """What ``pk + 0`` prevents: the same query ordered by ``pk`` walks the whole tenant."""
+    engine, (tenant_id, _) = populated
+    analysed(engine)
+    query = (
+        select(SpUser.pk)
+        .where(
+            SpUser.tenant_id == tenant_id,
+            SpUser.scim_deleted.is_(False),
+            SpUser.user_name_key.in_([f"user{i}@example.com" for i in MANY]),
+        )
+        .order_by(SpUser.pk)
+        .limit(100)
+    )
+    statement = query.compile(engine, compile_kwargs={"literal_binds": True})
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}")
+        assert "ix_sp_users_tenant_pk" in " | ".join(str(row[-1]) for row in rows)
+
+
+@pytest.mark.parametrize("statistics", [False, True], ids=["no statistics", "sampled"])
+@pytest.mark.parametrize(
+    "wanted",
+    [
+        'emails.value eq "user1234@example.com"',
+        'emails[type eq "work" and value eq "user1234@example.com"]',
+        'emails[type eq "work"].value eq "USER1234@example.com"',
+    ],
+)
+def test_an_email_lookup_reads_the_tenant_value_index(
+    populated: tuple[Engine, list[str]], statistics: bool, wanted: str
+) -> None:
+    engine, (tenant_id, _) = populated
+    if statistics:
+        analysed(engine)
+    plan = page_plan(engine, tenant_id, wanted, 1)
+    assert "ix_sp_user_emails_tenant_value (tenant_id=? AND value_key=?)" in plan
+    assert "ix_sp_users_tenant_pk (tenant_id=?)" not in plan  # a walk of the tenant
 
 
 def test_the_keeper_analyses_when_the_table_has_grown(tmp_path: Path) -> None:

@@ -104,7 +104,7 @@ def _check(op: Operation, item: dict[str, Any]) -> ScimError | None:
     if not op.path:
         return invalid_syntax(f"Operation {op.index + 1}: a path is required.")
     if op.method == "POST":
-        if op.bulk_id is None or not op.bulk_id:
+        if not op.bulk_id:
             return invalid_syntax(
                 f"Operation {op.index + 1}: a POST needs a bulkId (RFC 7644 §3.7)."
             )

@@ -22,6 +22,9 @@ from scimlink.scim.attributes import Resolved
 from scimlink.scim.attributes import resolve
 from scimlink.scim.errors import invalid_filter
 from scimlink.scim.filter import AttrPath
+from scimlink.scim.filter import Compare
+from scimlink.scim.filter import Node
+from scimlink.scim.filter import equality_list
 from scimlink.scim.filter import parse_filter
 from scimlink.sp.models import SpUser
 from scimlink.sp.models import SpUserEmail
@@ -42,6 +45,10 @@ _COLUMNS: dict[tuple[str, str | None], Scalar] = {
     ("meta", "resourcetype"): Scalar(literal("User"), case_exact=True),
 }
 
+#: Attributes whose value singles a user out: ``id`` everywhere, ``userName`` in a tenant (a
+#: unique key), ``externalId`` by every IdP's convention (indexed with the tenant).
+_KEYS = frozenset({"id", "username", "externalid"})
+
 _EMAIL_COLUMNS: dict[str, Scalar] = {
     "value": Scalar(SpUserEmail.value_key, folded=True),
     "type": Scalar(SpUserEmail.type_key, folded=True),
@@ -52,8 +59,10 @@ _EMAIL_COLUMNS: dict[str, Scalar] = {
 class UserScope:
     """The :class:`~scimlink.storage.filter_sql.Scope` of ``sp_users`` rows."""
 
-    def __init__(self, dialect: str) -> None:
+    def __init__(self, dialect: str, tenant_id: str | None = None) -> None:
         self.dialect = dialect
+        #: The tenant searched, when the query is limited to one (it always is over SCIM).
+        self.tenant_id = tenant_id
 
     def is_multi_valued(self, path: AttrPath) -> bool:
         resolved = resolve(path)
@@ -89,22 +98,49 @@ class UserScope:
         if not resolved.attribute.multi_valued:
             raise invalid_filter(f"'{resolved.attribute.name}' is not multi-valued.")
         if resolved.attribute.name == "emails":
-            return _EmailScope(self.dialect, resolved.attribute), _email_exists
+            emails = _EmailScope(self.dialect, resolved.attribute, self.tenant_id)
+            return emails, emails.exists
         scope = _JsonElementScope(self.dialect, resolved)
         return scope, scope.exists
 
 
-def _email_exists(condition: Condition | None) -> Condition:
-    query = select(SpUserEmail.pk).where(SpUserEmail.user_pk == SpUser.pk)
-    if condition is not None:
-        query = query.where(condition)
-    return exists(query)
+def is_key_lookup(node: Node) -> bool:
+    """Whether ``node`` is ``k eq "x"`` or ``k eq "x" or k eq "y" …`` on a key attribute
+    (``id``, ``userName``, ``externalId``): what IdPs send to find users, matching a few rows
+    at most, however large the tenant."""
+    if isinstance(node, Compare):
+        path = node.path if node.op == "eq" and isinstance(node.value, str) else None
+    else:
+        listed = equality_list(node)
+        path = listed[0] if listed is not None else None
+    if path is None or path.sub_attr is not None:
+        return False
+    resolved = resolve(path)
+    return (
+        resolved.schema is None and not resolved.custom and resolved.attribute.name.lower() in _KEYS
+    )
 
 
 class _EmailScope:
-    def __init__(self, dialect: str, attribute: Attribute) -> None:
+    """Elements of ``emails``, kept as rows of ``sp_user_emails`` (one per address)."""
+
+    def __init__(self, dialect: str, attribute: Attribute, tenant_id: str | None) -> None:
         self.dialect = dialect
         self.attribute = attribute
+        self.tenant_id = tenant_id
+
+    def exists(self, condition: Condition | None) -> Condition:
+        """Users with an e-mail row that meets ``condition`` (any e-mail row when None).
+
+        That is ``pk IN (the tenant's matching e-mail rows)``: an uncorrelated
+        subquery, which both databases answer from the ``(tenant_id, value_key)`` index, so an
+        ``emails.value eq …`` lookup reads the rows it finds. A correlated ``EXISTS`` made SQLite
+        walk the whole tenant and probe each user's e-mails (90 ms at 100 000 users).
+        """
+        rows = select(SpUserEmail.user_pk)
+        if self.tenant_id is not None:
+            rows = rows.where(SpUserEmail.tenant_id == self.tenant_id)
+        return SpUser.pk.in_(rows.where(condition) if condition is not None else rows)
 
     def is_multi_valued(self, path: AttrPath) -> bool:
         return False

@@ -20,6 +20,7 @@ from sqlalchemy import delete
 from sqlalchemy import false
 from sqlalchemy import func
 from sqlalchemy import insert
+from sqlalchemy import literal_column
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -53,6 +54,7 @@ from scimlink.sp.scim_mappings import evaluate_for
 from scimlink.sp.scim_mappings import preview
 from scimlink.sp.scim_mappings import refusal
 from scimlink.sp.user_filters import UserScope
+from scimlink.sp.user_filters import is_key_lookup
 from scimlink.sp.user_filters import sort_expression
 from scimlink.storage.base import utcnow
 from scimlink.storage.filter_sql import compile_filter
@@ -290,7 +292,8 @@ class UserService:
             SpUser.scim_deleted.is_(False),
         ]
         if query.filter is not None:
-            conditions.append(compile_filter(query.filter, UserScope(self.dialect)))
+            scope = UserScope(self.dialect, self.tenant_id)
+            conditions.append(compile_filter(query.filter, scope))
         order: list[Any] = []
         if query.sort_by:
             expression = sort_expression(query.sort_by, self.dialect)
@@ -299,7 +302,17 @@ class UserService:
                 if query.descending
                 else expression.asc().nulls_last()
             )
-        order.append(SpUser.pk.desc() if query.descending and query.sort_by else SpUser.pk)
+        if query.sort_by:
+            order.append(SpUser.pk.desc() if query.descending else SpUser.pk)
+        elif query.filter is not None and is_key_lookup(query.filter):
+            # The same order, but no index to walk for it: ORDER BY pk lets a planner walk the
+            # tenant's (tenant_id, pk) index instead of probing the key's, whenever its
+            # statistics count the tenant small (none after a bulk load; SQLite's sampled ones
+            # never count more rows a tenant than they sampled): 40 ms instead of 0.3 for 100
+            # names at 100 000 users. Sorting the few rows found costs nothing.
+            order.append(SpUser.pk + literal_column("0"))
+        else:
+            order.append(SpUser.pk)
         page: list[int] = []
         if query.count > 0:
             # Deferred join: page through the narrow (tenant_id, pk) index first, then read
